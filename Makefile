@@ -1,0 +1,52 @@
+# swapstation: `make demo` and `make test` each set themselves up on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck imports unit bench chaos fuzz clean mosquitto venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/swapctl demo $(DEMO_ARGS)
+
+# Mosquitto is a test dependency: the suite runs against a real broker as well as the embedded one.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's mosquitto (test dependency)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients) >/dev/null \
+	  || { echo "ERROR: could not install mosquitto" >&2; exit 1; }; \
+	else \
+	  echo "ERROR: the tests need Mosquitto. Install it (Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients)" >&2; exit 1; \
+	fi
+	@{ command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null 2>&1 || { echo "ERROR: mosquitto still missing" >&2; exit 1; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check controller simulator tests bench
+	$(BIN)/ruff format --check controller simulator tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy controller simulator
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP) mosquitto
+	$(BIN)/pytest -q
+
+test: $(STAMP) mosquitto lint typecheck imports unit
+
+bench: $(STAMP) mosquitto
+	$(BIN)/python -m bench.run --out bench/results.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,199 @@
+"""Operator-facing payloads: commands and replies, status, events, inventory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
+
+
+class Mode(StrEnum):
+    """Station modes, after PackML (ISA-TR88)."""
+
+    idle = "idle"
+    execute = "execute"
+    held = "held"
+    suspended = "suspended"
+    aborting = "aborting"
+    aborted = "aborted"
+    stopped = "stopped"
+    estopped = "estopped"
+    maintenance = "maintenance"
+
+
+class Phase(StrEnum):
+    """Swap phases in order. ``waiting`` is execute mode with no truck stopped in the bay."""
+
+    waiting = "waiting"
+    identify = "identify"
+    position = "position"
+    prepare = "prepare"
+    unlock = "unlock"
+    remove = "remove"
+    stow = "stow"
+    fetch = "fetch"
+    insert = "insert"
+    lock = "lock"
+    verify = "verify"
+    release = "release"
+
+
+SWAP_PHASES: tuple[Phase, ...] = tuple(p for p in Phase if p is not Phase.waiting)
+
+#: Every operator command the station knows. Anything else is refused as unknown.
+OPERATOR_COMMANDS: tuple[str, ...] = (
+    "start",
+    "stop",
+    "hold",
+    "resume",
+    "abort",
+    "estop",
+    "clear",
+    "reset",
+    "maintenance",
+    "leave_maintenance",
+)
+
+
+class OperatorCommand(Message):
+    """``swap/<station>/cmd``: a command from an operator. ``v`` and ``ts`` may be omitted."""
+
+    id: Id = Field(description="Unique per command; the reply echoes it")
+    cmd: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reply(Message):
+    """``swap/<station>/reply``: exactly one per operator command."""
+
+    id: str = Field(max_length=256, description="The command id, echoed ('' if unreadable)")
+    ok: bool
+    error: str | None = None
+    cmd: str | None = None
+    mode: Mode | None = Field(default=None, description="Station mode after the command")
+
+
+class Status(Message):
+    """``swap/<station>/status`` (retained)."""
+
+    station: str
+    mode: Mode
+    phase: Phase | None = None
+    swap_id: str | None = None
+    vehicle_id: str | None = None
+    elapsed_s: float | None = Field(default=None, description="Swap time so far, station seconds")
+    budget_s: float
+    phase_elapsed_s: float | None = None
+    phase_deadline_s: float | None = None
+    queue_length: int = Field(ge=0)
+    active_alarms: int = Field(ge=0)
+    swaps_completed: int = Field(default=0, ge=0)
+    time_scale: float = Field(default=1.0, gt=0)
+    reason: str | None = Field(default=None, description="Why the station is in this mode")
+
+
+class SlotInfo(Part):
+    slot: int = Field(ge=1)
+    pack: PackInfo | None = None
+    docked: bool = False
+    charger_kw: float = Field(ge=0)
+    charging_kw: float = Field(default=0.0, ge=0)
+    out_of_service: bool = False
+
+
+class Inventory(Message):
+    """``swap/<station>/inventory`` (retained): every slot and pack the station knows of."""
+
+    station: str
+    slots: list[SlotInfo]
+    gripper: PackInfo | None = None
+    vehicle: PackInfo | None = Field(default=None, description="Pack on the vehicle in the bay")
+    vehicle_id: str | None = None
+    swappable_soc: float = Field(ge=0, le=1)
+    consistent: bool = Field(description="Every pack is in exactly one place")
+    problems: list[str] = Field(default_factory=list)
+
+
+# ---- events ------------------------------------------------------------------------------
+
+
+class PhaseChanged(Message):
+    kind: Literal["phase_changed"] = "phase_changed"
+    station: str
+    swap_id: str | None
+    phase: Phase | None
+    previous: Phase | None
+    elapsed_s: float | None = None
+    previous_phase_s: float | None = Field(
+        default=None, description="Seconds the previous phase took"
+    )
+
+
+class ModeChanged(Message):
+    kind: Literal["mode_changed"] = "mode_changed"
+    station: str
+    mode: Mode
+    previous: Mode
+    reason: str | None = None
+
+
+class AlarmRaised(Message):
+    kind: Literal["alarm"] = "alarm"
+    station: str
+    alarm: AlarmInfo
+
+
+class VehicleArrived(Message):
+    kind: Literal["vehicle_arrived"] = "vehicle_arrived"
+    station: str
+    vehicle_id: str | None = None
+    queued_s: float | None = Field(
+        default=None, description="Time queueing before entering the bay"
+    )
+    manoeuvre_s: float | None = Field(default=None, description="Entering to stopped in the bay")
+
+
+class SwapRecord(Part):
+    swap_id: str
+    vehicle_id: str | None
+    result: Literal["completed", "aborted", "estopped"]
+    duration_s: float
+    budget_s: float
+    in_budget: bool
+    phases: dict[str, float]
+    pack_out: PackInfo | None
+    pack_in: PackInfo | None
+    queued_s: float | None = None
+    manoeuvre_s: float | None = None
+    held_s: float = 0.0
+    reason: str | None = None
+    started_at: datetime
+    ended_at: datetime
+
+
+class SwapFinished(Message):
+    kind: Literal["swap_finished"] = "swap_finished"
+    station: str
+    record: SwapRecord
+
+
+class ErrorEvent(Message):
+    """Bad input on a subscribed topic: what was wrong, and that nothing changed."""
+
+    kind: Literal["error"] = "error"
+    station: str
+    source: str = Field(description="Who noticed: controller, or a driver id")
+    topic: str
+    error: str
+    payload_excerpt: str = Field(default="", max_length=200)
+
+
+Event = Annotated[
+    PhaseChanged | ModeChanged | AlarmRaised | VehicleArrived | SwapFinished | ErrorEvent,
+    Field(discriminator="kind"),
+]
+EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -1,0 +1,77 @@
+"""Shared fixtures: real brokers (Mosquitto and embedded), unique station ids, no leaked tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from controller.embedded_broker import EmbeddedBroker
+from tests.brokers import Mosquitto
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Mosquitto]:
+    """One Mosquitto for the session, on a free port. Tests keep apart by station id."""
+    broker = Mosquitto()
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def embedded_broker() -> AsyncIterator[EmbeddedBroker]:
+    """One in-process amqtt broker for the session (same loop as the tests)."""
+    broker = EmbeddedBroker()
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture(params=["mosquitto", "embedded"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once against each real broker."""
+    if request.param == "mosquitto":
+        return str(request.getfixturevalue("mosquitto").url)
+    return str(request.getfixturevalue("embedded_broker").url)
+
+
+@pytest.fixture
+def station_id(request: pytest.FixtureRequest) -> str:
+    """A station id (and so a topic prefix) unique to this test."""
+    return (
+        f"t{next(_ids)}-{request.node.name[:20]}".replace("[", "-")
+        .replace("]", "")
+        .replace("/", "-")
+        .replace(" ", "")
+    )
+
+
+@pytest.fixture(autouse=True)
+async def fail_on_leaked_tasks() -> AsyncIterator[None]:
+    """A test must stop every task it started (ophyd-async's rule)."""
+    before = set(asyncio.all_tasks())
+    yield
+    await asyncio.sleep(0)
+    leaked = [t for t in asyncio.all_tasks() - before if not t.done() and not _is_infrastructure(t)]
+    if leaked:
+        for t in leaked:
+            t.cancel()
+        names = ", ".join(sorted(f"{t.get_name()} {t.get_coro()!r}" for t in leaked))
+        pytest.fail(f"test leaked {len(leaked)} asyncio task(s): {names}")
+
+
+def _is_infrastructure(task: asyncio.Task[object]) -> bool:
+    """Tasks owned by session-scoped fixtures (the embedded broker) are not the test's."""
+    coro = task.get_coro()
+    qual = getattr(coro, "__qualname__", "") or ""
+    module = getattr(getattr(coro, "cr_frame", None), "f_globals", {}).get("__name__", "")
+    return (
+        module.startswith(("amqtt", "pytest_asyncio"))
+        or "Broker" in qual
+        or "_asyncgen_fixture_wrapper" in qual
+    )
