@@ -182,7 +182,7 @@ class Bus:
         if client is not None:
             paho = client._client  # no public way to drop a connection uncleanly
             sock = paho.socket()
-            if sock is not None:
+            if isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 # paho reads the EOF and reports the connection lost; aiomqtt then marks the

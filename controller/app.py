@@ -1,0 +1,183 @@
+"""The controller assembled: bus, device proxies, pack ledger, station, operator commands.
+
+This is where the parts are put together (the simulator is never chosen here: a simulated
+driver and a real one look the same from the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TypedDict
+
+from controller.bus import Bus, LastWill
+from controller.clock import Clock
+from controller.config import BrokerConfig, StationConfig
+from controller.contract import OFFLINE, ONLINE, ErrorEvent, Topics
+from controller.devices import Devices
+from controller.errors import BusError
+from controller.inventory import PackLedger
+from controller.station import CommandHandler, Station
+from controller.station.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "SWAPSTATION_MQTT_"
+
+
+class Credentials(TypedDict):
+    username: str | None
+    password: str | None
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+
+
+def broker_credentials(broker: BrokerConfig) -> Credentials:
+    """Credentials and TLS files from config, overridden by ``SWAPSTATION_MQTT_*`` variables.
+
+    Never from the command line, where other users of the machine could read them.
+    """
+
+    def pick(name: str, value: str | None) -> str | None:
+        return os.environ.get(ENV_PREFIX + name.upper()) or value
+
+    return Credentials(
+        username=pick("username", broker.username),
+        password=pick("password", broker.password),
+        ca_file=pick("ca_file", broker.ca_file),
+        cert_file=pick("cert_file", broker.cert_file),
+        key_file=pick("key_file", broker.key_file),
+    )
+
+
+def make_bus(
+    config: StationConfig, url: str, *, client_id: str, will: LastWill | None = None
+) -> Bus:
+    b = config.broker
+    return Bus(
+        url,
+        client_id=client_id,
+        will=will,
+        keepalive_s=b.keepalive_s,
+        reconnect_min_s=b.reconnect_min_s,
+        reconnect_max_s=b.reconnect_max_s,
+        **broker_credentials(b),
+    )
+
+
+class Controller:
+    """One station's controller.
+
+    Args:
+        config: the station file.
+        url: broker URL (the embedded broker's, or the station's Mosquitto).
+        clock: the station clock.
+        client_id: MQTT client id (default ``ctl-<station_id>``).
+    """
+
+    def __init__(
+        self, config: StationConfig, *, url: str, clock: Clock, client_id: str | None = None
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.topics = Topics(config.station_id)
+        self.bus = make_bus(
+            config,
+            url,
+            client_id=client_id or f"ctl-{config.station_id}",
+            will=LastWill(self.topics.controller, OFFLINE),
+        )
+        self.outbox = Outbox(self.bus)
+        self.ledger = PackLedger(config.rack)
+        self.devices = Devices(
+            bus=self.bus,
+            topics=self.topics,
+            clock=clock,
+            ack_timeout_s=config.swap.ack_timeout_s,
+            on_bad_input=self._bad_input,
+            on_command=self.station.record_sent,
+        )
+        self.station = Station(
+            config,
+            bus=self.bus,
+            clock=clock,
+            devices=self.devices,
+            ledger=self.ledger,
+            outbox=self.outbox,
+        )
+        self.commands = CommandHandler(self.station)
+
+    async def start(self, *, connect_timeout_s: float = 10.0) -> None:
+        await self.devices.attach()
+        await self.bus.subscribe(self.topics.cmd, self.commands.on_message)
+        self.bus.on_connect(self._announce)
+        self.outbox.start()
+        self.commands.start()
+        try:
+            await self.bus.start(wait_s=connect_timeout_s)
+        except BusError:
+            await self.commands.stop()
+            await self.outbox.stop()
+            raise
+
+    async def _announce(self) -> None:
+        await self.bus.publish(self.topics.controller, ONLINE, retain=True)
+        self.outbox.all_dirty()
+
+    async def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Wait (real seconds) until every driver is online and the rack has reported."""
+        ok = await self.devices.wait_until(
+            lambda: not self.devices.offline() and self.ledger.seeded, timeout_s
+        )
+        if not ok:
+            raise BusError(
+                f"station not ready after {timeout_s:g} s: offline {self.devices.offline()}, "
+                f"rack reported: {self.ledger.seeded}"
+            )
+
+    async def stop(self) -> None:
+        """Stop cleanly: say ``offline`` (retained), stop every task, disconnect."""
+        await self.station.shutdown()
+        await self.commands.stop()
+        try:
+            await self.outbox.flush(2.0)
+        except TimeoutError:
+            log.warning("outbox not flushed on stop")
+        await self.outbox.stop()
+        if self.bus.connected:
+            try:
+                await self.bus.publish(self.topics.controller, OFFLINE, retain=True)
+            except BusError as exc:
+                log.warning("could not publish offline: %s", exc)
+        await self.bus.stop()
+
+    def _bad_input(self, topic: str, reason: str, payload: bytes) -> None:
+        log.warning("bad input on %s: %s", topic, reason)
+        self.station.error_event(
+            ErrorEvent(
+                ts=self.clock.now(),
+                station=self.config.station_id,
+                source="controller",
+                topic=topic,
+                error=reason[:1000],
+                payload_excerpt=payload[:200].decode("utf-8", errors="replace"),
+            )
+        )
+
+    async def __aenter__(self) -> Controller:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run_forever(controller: Controller) -> None:
+    """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
+    await controller.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await controller.stop()

@@ -1,0 +1,1 @@
+"""swapctl, the command line: the composition root of the product."""

@@ -1,0 +1,201 @@
+"""Where every pack is, as the controller knows it, and which pack to use next.
+
+The controller's own ledger is moved only by *confirmed* moves (a driver's ``done``), so it never
+guesses; driver reports (rack, arm, vehicle) refresh the packs' state of charge and are compared
+with the ledger to find disagreements. Locations: ``slot:<n>``, ``gripper``, ``vehicle:<id>``,
+``departed:<id>`` (left on a truck) and ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from controller.config import RackConfig
+from controller.contract import ArmState, Inventory, PackInfo, RackState, SlotInfo, VehicleState
+
+GRIPPER = "gripper"
+
+
+def slot_location(slot: int) -> str:
+    return f"slot:{slot}"
+
+
+def vehicle_location(vehicle_id: str) -> str:
+    return f"vehicle:{vehicle_id}"
+
+
+class PackLedger:
+    """Every pack the station has seen, and its one location."""
+
+    def __init__(self, rack: RackConfig) -> None:
+        self._rack = rack
+        self._slot_cfg = {s.slot: s for s in rack.slots}
+        self.packs: dict[str, PackInfo] = {}
+        self.locations: dict[str, str] = {}
+        self._docked: dict[int, bool] = {}
+        self._charging_kw: dict[int, float] = {}
+        self._out_of_service: set[int] = set()
+        self.seeded = False
+
+    # ---- seeding and refreshing from driver reports ----------------------------------------
+    def seed(self, rack: RackState, arm: ArmState | None, vehicle: VehicleState | None) -> None:
+        """Take the drivers' word for where packs are (start-up, or after a manual fix)."""
+        self.packs.clear()
+        self.locations.clear()
+        for s in rack.slots:
+            if s.pack is not None:
+                self._put(s.pack, slot_location(s.slot))
+        if arm is not None and arm.holding is not None:
+            self._put(arm.holding, GRIPPER)
+        if vehicle is not None and vehicle.pack is not None and vehicle.vehicle_id:
+            self._put(vehicle.pack, vehicle_location(vehicle.vehicle_id))
+        self.refresh_rack(rack)
+        self.seeded = True
+
+    def refresh_rack(self, rack: RackState) -> None:
+        """Update state of charge and charger data of packs the ledger has in slots."""
+        for s in rack.slots:
+            self._docked[s.slot] = s.docked
+            self._charging_kw[s.slot] = s.charging_kw
+            if s.out_of_service:
+                self._out_of_service.add(s.slot)
+            else:
+                self._out_of_service.discard(s.slot)
+            if s.pack is not None and self.locations.get(s.pack.id) == slot_location(s.slot):
+                self.packs[s.pack.id] = s.pack
+
+    def _put(self, pack: PackInfo, location: str) -> None:
+        self.packs[pack.id] = pack
+        self.locations[pack.id] = location
+
+    # ---- confirmed moves -------------------------------------------------------------------
+    def arrive(self, pack: PackInfo, vehicle_id: str) -> None:
+        """A truck arrived with ``pack`` (read by the vehicle link)."""
+        self._put(pack, vehicle_location(vehicle_id))
+
+    def move(self, pack_id: str, src: str, dst: str) -> None:
+        """Record a confirmed move. The source must be where the ledger has the pack."""
+        where = self.locations.get(pack_id)
+        if where != src:
+            raise ValueError(f"pack {pack_id} is at {where}, not {src}")
+        occupant = self.at(dst)
+        if occupant is not None and not dst.startswith("departed:"):
+            raise ValueError(f"{dst} already holds pack {occupant}")
+        self.locations[pack_id] = dst
+
+    def depart(self, vehicle_id: str) -> None:
+        """The truck left: its pack is no longer in the station."""
+        for pack_id, loc in self.locations.items():
+            if loc == vehicle_location(vehicle_id):
+                self.locations[pack_id] = f"departed:{vehicle_id}"
+
+    # ---- queries ---------------------------------------------------------------------------
+    def at(self, location: str) -> str | None:
+        for pack_id, loc in self.locations.items():
+            if loc == location:
+                return pack_id
+        return None
+
+    def in_station(self) -> dict[str, str]:
+        return {p: loc for p, loc in self.locations.items() if not loc.startswith("departed:")}
+
+    def choose_charged(self, pack_type: str, *, exclude: set[int] | None = None) -> int | None:
+        """The slot of the best swappable pack of ``pack_type``: highest SoC, then health."""
+        best: tuple[float, float, int] | None = None
+        for pack_id, loc in self.locations.items():
+            slot = _slot_of(loc)
+            if slot is None or slot in self._out_of_service or slot in (exclude or set()):
+                continue
+            pack = self.packs[pack_id]
+            if pack.type != pack_type or pack.soc < self._rack.swappable_soc:
+                continue
+            key = (pack.soc, pack.health, -slot)
+            if best is None or key > best:
+                best = key
+        return None if best is None else -best[2]
+
+    def choose_free(self, pack_type: str, *, exclude: set[int] | None = None) -> int | None:
+        """The free slot nearest the bay (lowest number) that takes ``pack_type``."""
+        occupied = {_slot_of(loc) for loc in self.locations.values()}
+        for s in sorted(self._rack.slots, key=lambda s: s.slot):
+            if s.slot in occupied or s.slot in self._out_of_service or s.slot in (exclude or set()):
+                continue
+            if pack_type in s.pack_types:
+                return s.slot
+        return None
+
+    def problems(self) -> list[str]:
+        """Conservation check: no location holds two packs; every slot exists."""
+        out = []
+        counts = Counter(loc for loc in self.in_station().values() if loc != "unknown")
+        for loc, n in sorted(counts.items()):
+            if n > 1:
+                ids = sorted(p for p, lc in self.locations.items() if lc == loc)
+                out.append(f"{loc} holds {n} packs: {', '.join(ids)}")
+        for pack_id, loc in sorted(self.locations.items()):
+            slot = _slot_of(loc)
+            if slot is not None and slot not in self._slot_cfg:
+                out.append(f"pack {pack_id} in slot {slot}, which the rack does not have")
+            if loc == "unknown":
+                out.append(f"pack {pack_id}: location unknown")
+        return out
+
+    def disagreements(
+        self, rack: RackState | None, arm: ArmState | None, vehicle: VehicleState | None
+    ) -> list[str]:
+        """Where the drivers' reports differ from the ledger."""
+        reported: dict[str, str] = {}
+        if rack is not None:
+            for s in rack.slots:
+                if s.pack is not None:
+                    reported[s.pack.id] = slot_location(s.slot)
+        if arm is not None and arm.holding is not None:
+            reported[arm.holding.id] = GRIPPER
+        if vehicle is not None and vehicle.pack is not None and vehicle.vehicle_id:
+            reported[vehicle.pack.id] = vehicle_location(vehicle.vehicle_id)
+        out = []
+        for pack_id, loc in sorted(self.in_station().items()):
+            seen = reported.get(pack_id)
+            if seen != loc and not (loc.startswith("vehicle:") and seen is None):
+                out.append(f"pack {pack_id}: ledger says {loc}, drivers say {seen or 'nowhere'}")
+        for pack_id, loc in sorted(reported.items()):
+            if pack_id not in self.locations:
+                out.append(f"pack {pack_id}: drivers report it at {loc}, ledger does not know it")
+        return out
+
+    def snapshot(self, station: str, vehicle_id: str | None) -> Inventory:
+        slots = []
+        for cfg in sorted(self._rack.slots, key=lambda s: s.slot):
+            pack_id = self.at(slot_location(cfg.slot))
+            slots.append(
+                SlotInfo(
+                    slot=cfg.slot,
+                    pack=self.packs[pack_id] if pack_id else None,
+                    docked=self._docked.get(cfg.slot, False),
+                    charger_kw=cfg.charger_kw,
+                    charging_kw=self._charging_kw.get(cfg.slot, 0.0),
+                    out_of_service=cfg.slot in self._out_of_service,
+                )
+            )
+        gripper = self.at(GRIPPER)
+        on_vehicle = self.at(vehicle_location(vehicle_id)) if vehicle_id else None
+        problems = self.problems()
+        return Inventory(
+            station=station,
+            slots=slots,
+            gripper=self.packs[gripper] if gripper else None,
+            vehicle=self.packs[on_vehicle] if on_vehicle else None,
+            vehicle_id=vehicle_id,
+            swappable_soc=self._rack.swappable_soc,
+            consistent=not problems,
+            problems=problems,
+        )
+
+
+def _slot_of(location: str) -> int | None:
+    if location.startswith("slot:"):
+        try:
+            return int(location[5:])
+        except ValueError:
+            return None
+    return None

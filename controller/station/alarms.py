@@ -1,0 +1,48 @@
+"""Alarms: what went wrong, how bad, what to do. Raised, acknowledged, cleared."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from controller.clock import Clock
+from controller.contract import AlarmInfo, Severity
+
+
+class AlarmBook:
+    """The station's alarms. ``on_raise`` publishes each new alarm as an event."""
+
+    def __init__(self, clock: Clock, on_raise: Callable[[AlarmInfo], None]) -> None:
+        self._clock = clock
+        self._on_raise = on_raise
+        self._seq = itertools.count(1)
+        self.alarms: dict[str, AlarmInfo] = {}
+
+    def raise_(self, code: str, severity: Severity, text: str, hint: str = "") -> AlarmInfo:
+        alarm = AlarmInfo(
+            id=f"A{next(self._seq):05d}",
+            code=code,
+            severity=severity,
+            text=text[:1000],
+            hint=hint[:1000],
+            raised_at=self._clock.now(),
+        )
+        self.alarms[alarm.id] = alarm
+        self._on_raise(alarm)
+        return alarm
+
+    def acknowledge(self, alarm_id: str) -> bool:
+        alarm = self.alarms.get(alarm_id)
+        if alarm is None:
+            return False
+        self.alarms[alarm_id] = alarm.model_copy(update={"acknowledged": True})
+        return True
+
+    def clear_acknowledged(self) -> None:
+        """On reset, acknowledged alarms stop being active."""
+        for alarm_id, alarm in list(self.alarms.items()):
+            if alarm.acknowledged and alarm.active:
+                self.alarms[alarm_id] = alarm.model_copy(update={"active": False})
+
+    def active(self) -> list[AlarmInfo]:
+        return [a for a in self.alarms.values() if a.active]

@@ -1,0 +1,131 @@
+"""Station modes and swap phases as transitions AsyncMachines.
+
+The machines *validate and record*: which command is valid in which mode, which phase follows
+which. Their callbacks are quick and synchronous in effect (they only notify the station); the
+awaited I/O of a swap lives in the sequencer task, because transitions swallows cancellation of a
+running trigger (field notes, upstream issues #704/#713).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from transitions.extensions.asyncio import AsyncMachine
+
+from controller.contract import Mode, Phase
+
+for _name in ("transitions", "transitions.core", "transitions.extensions.asyncio"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_ALL_BUT_ESTOPPED = [m.value for m in Mode if m is not Mode.estopped]
+
+#: (trigger, sources, destination). The operator commands are the triggers of the same name.
+MODE_TRANSITIONS: list[tuple[str, str | list[str], str]] = [
+    ("start", "idle", "execute"),
+    ("stop", "execute", "idle"),
+    ("hold", "execute", "held"),
+    ("resume", ["held", "suspended"], "execute"),
+    ("suspend", "execute", "suspended"),
+    ("abort", ["execute", "held", "suspended", "idle"], "aborting"),
+    ("finish_abort", "aborting", "aborted"),
+    ("estop", _ALL_BUT_ESTOPPED, "estopped"),
+    ("clear", ["aborted", "estopped"], "stopped"),
+    ("reset", "stopped", "idle"),
+    ("maintenance", ["idle", "stopped"], "maintenance"),
+    ("leave_maintenance", "maintenance", "stopped"),
+]
+
+
+class _Model:
+    """The object transitions decorates with triggers; kept apart from our own methods."""
+
+    state: str
+
+
+class ModeMachine:
+    """PackML-style station modes.
+
+    Args:
+        on_change: called with (new, previous) after every mode change.
+    """
+
+    def __init__(self, on_change: Callable[[Mode, Mode], None]) -> None:
+        self._model = _Model()
+        self._on_change = on_change
+        self._previous = Mode.idle
+        self._machine = AsyncMachine(
+            model=self._model,
+            states=[m.value for m in Mode],
+            transitions=[{"trigger": t, "source": s, "dest": d} for t, s, d in MODE_TRANSITIONS],
+            initial=Mode.idle.value,
+            auto_transitions=False,
+            queued="model",
+            after_state_change=self._after,
+        )
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self._model.state)
+
+    def can(self, trigger: str) -> bool:
+        return trigger in self._machine.get_triggers(self._model.state)
+
+    def valid_commands(self) -> list[str]:
+        return [t for t, _, _ in MODE_TRANSITIONS if self.can(t) and t != "finish_abort"]
+
+    async def fire(self, trigger: str) -> bool:
+        """Fire ``trigger``; False (and nothing changes) if it is not valid now."""
+        if not self.can(trigger):
+            return False
+        result: Any = await self._machine.events[trigger].trigger(self._model)
+        return bool(result)
+
+    async def _after(self, *_: Any) -> None:
+        new = self.mode
+        previous, self._previous = self._previous, new
+        if new is not previous:
+            self._on_change(new, previous)
+
+
+class PhaseMachine:
+    """The swap phases in their fixed order; ``waiting`` between swaps."""
+
+    def __init__(self, on_change: Callable[[Phase, Phase], None]) -> None:
+        self._model = _Model()
+        self._on_change = on_change
+        self._previous = Phase.waiting
+        order: list[Any] = [p.value for p in Phase]
+        self._machine = AsyncMachine(
+            model=self._model,
+            states=order,
+            initial=Phase.waiting.value,
+            auto_transitions=False,
+            queued="model",
+            after_state_change=self._after,
+        )
+        self._machine.add_ordered_transitions(order, trigger="next_phase", loop=True)
+        self._machine.add_transition("end_swap", order, Phase.waiting.value)
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(self._model.state)
+
+    async def advance(self, expected: Phase) -> None:
+        """Move to ``expected``, which must be the next phase (guards the phase order)."""
+        order = list(Phase)
+        following = order[(order.index(self.phase) + 1) % len(order)]
+        if following is not expected:
+            raise RuntimeError(f"phase {expected.value} cannot follow {self.phase.value}")
+        await self._machine.events["next_phase"].trigger(self._model)
+
+    async def end_swap(self) -> None:
+        if self.phase is not Phase.waiting:
+            await self._machine.events["end_swap"].trigger(self._model)
+
+    async def _after(self, *_: Any) -> None:
+        new = self.phase
+        previous, self._previous = self._previous, new
+        if new is not previous:
+            self._on_change(new, previous)

@@ -1,0 +1,211 @@
+"""One swap, phase by phase: what each phase asks of which driver, and in what order.
+
+Independent actions of a phase run concurrently in a TaskGroup (door and vehicle HV in prepare,
+arm home and vehicle verify in verify). Every command goes through the :class:`MotionGate`.
+Each phase runs under its deadline (station seconds, paused while held); the budget is measured
+from the truck stopping in the bay to its release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from controller.clock import Clock
+from controller.config import StationConfig
+from controller.contract import PackInfo, Phase, SwapRecord
+from controller.errors import DeviceFailed, PhaseDeadlineExceeded
+from controller.inventory import GRIPPER, PackLedger, slot_location, vehicle_location
+from controller.station.gate import MotionGate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SwapRun:
+    """What the station knows about the swap under way."""
+
+    swap_id: str
+    plate: str | None
+    started: float  # clock.monotonic() when the truck stopped
+    started_at: datetime
+    queued_s: float | None = None
+    manoeuvre_s: float | None = None
+    vehicle_id: str | None = None
+    pack_type: str | None = None
+    pack_out: PackInfo | None = None
+    pack_in: PackInfo | None = None
+    stow_slot: int | None = None
+    fetch_slot: int | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    phase: Phase | None = None
+    phase_started: float | None = None
+
+    def record(
+        self,
+        result: Literal["completed", "aborted", "estopped"],
+        *,
+        now: float,
+        ended_at: datetime,
+        budget_s: float,
+        held_s: float,
+        reason: str | None = None,
+    ) -> SwapRecord:
+        duration = now - self.started
+        return SwapRecord(
+            swap_id=self.swap_id,
+            vehicle_id=self.vehicle_id or self.plate,
+            result=result,
+            duration_s=round(duration, 3),
+            budget_s=budget_s,
+            in_budget=result == "completed" and duration <= budget_s,
+            phases={k: round(v, 3) for k, v in self.phases.items()},
+            pack_out=self.pack_out,
+            pack_in=self.pack_in,
+            queued_s=self.queued_s,
+            manoeuvre_s=self.manoeuvre_s,
+            held_s=round(held_s, 3),
+            reason=reason,
+            started_at=self.started_at,
+            ended_at=ended_at,
+        )
+
+
+class NoChargedPack(Exception):
+    """No swappable pack of the truck's type: the station suspends until one is charged."""
+
+
+class SwapSequencer:
+    """Runs the phases of one swap against the drivers."""
+
+    def __init__(
+        self,
+        *,
+        config: StationConfig,
+        clock: Clock,
+        gate: MotionGate,
+        ledger: PackLedger,
+        enter_phase: Callable[[Phase], Awaitable[None]],
+        wait_for_pack: Callable[[str], Awaitable[int]],
+        inventory_changed: Callable[[], None],
+    ) -> None:
+        self._cfg = config
+        self._clock = clock
+        self._gate = gate
+        self._ledger = ledger
+        self._enter_phase = enter_phase
+        self._wait_for_pack = wait_for_pack
+        self._inventory_changed = inventory_changed
+
+    @asynccontextmanager
+    async def _phase(self, run: SwapRun, phase: Phase) -> AsyncIterator[None]:
+        deadline = self._cfg.swap.phase_deadlines_s[phase.value]
+        await self._enter_phase(phase)
+        run.phase = phase
+        run.phase_started = self._clock.monotonic()
+        try:
+            async with self._clock.deadline(deadline) as timeout:
+                self._gate.deadline = timeout
+                yield
+        except TimeoutError:
+            raise PhaseDeadlineExceeded(phase.value, deadline) from None
+        finally:
+            self._gate.deadline = None
+            run.phases[phase.value] = self._clock.monotonic() - run.phase_started
+
+    async def run(self, run: SwapRun) -> None:
+        send = self._gate.send
+        ledger = self._ledger
+
+        async with self._phase(run, Phase.identify):
+            data = await send("vehicle", "identify")
+            run.vehicle_id = str(data.get("vehicle_id") or run.plate or run.swap_id)
+            pack = PackInfo.model_validate(data["pack"]) if data.get("pack") else None
+            if pack is None:
+                raise DeviceFailed("vehicle", "identify", "no_pack", "vehicle reports no pack")
+            run.pack_out, run.pack_type = pack, pack.type
+            ledger.arrive(pack, run.vehicle_id)
+            self._inventory_changed()
+
+        async with self._phase(run, Phase.position):
+            await send("bay", "secure")
+
+        async with self._phase(run, Phase.prepare):
+            run.fetch_slot = await self._wait_for_pack(pack.type)
+            run.stow_slot = ledger.choose_free(pack.type, exclude={run.fetch_slot})
+            if run.stow_slot is None:
+                raise DeviceFailed("rack", "stow", "rack_full", "no free slot for the pack")
+
+            async def door_then_arm() -> None:
+                await send("door", "open")
+                await send("arm", "move", target="vehicle")
+
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(door_then_arm())
+                tg.create_task(send("vehicle", "hv_off"))
+                tg.create_task(send("rack", "undock", slot=run.fetch_slot))
+
+        async with self._phase(run, Phase.unlock):
+            await send("bay", "unlock")
+
+        vehicle_loc = vehicle_location(run.vehicle_id)
+        async with self._phase(run, Phase.remove):
+            await send("arm", "lift")
+            ledger.move(pack.id, vehicle_loc, GRIPPER)
+            self._inventory_changed()
+
+        async with self._phase(run, Phase.stow):
+            await send("arm", "move", target="slot", slot=run.stow_slot)
+            await send("arm", "lower")
+            ledger.move(pack.id, GRIPPER, slot_location(run.stow_slot))
+            self._inventory_changed()
+            await send("rack", "dock", slot=run.stow_slot)
+
+        async with self._phase(run, Phase.fetch):
+            await send("arm", "move", target="slot", slot=run.fetch_slot)
+            await send("arm", "lift")
+            fresh = ledger.at(slot_location(run.fetch_slot))
+            if fresh is None:
+                raise DeviceFailed("rack", "fetch", "empty_slot", f"slot {run.fetch_slot} empty")
+            run.pack_in = ledger.packs[fresh]
+            ledger.move(fresh, slot_location(run.fetch_slot), GRIPPER)
+            self._inventory_changed()
+
+        async with self._phase(run, Phase.insert):
+            await send("arm", "move", target="vehicle")
+            await send("arm", "lower")
+            ledger.move(fresh, GRIPPER, vehicle_loc)
+            self._inventory_changed()
+
+        async with self._phase(run, Phase.lock):
+            await send("bay", "lock")
+
+        async with self._phase(run, Phase.verify):
+
+            async def vehicle_checks() -> None:
+                await send("vehicle", "hv_on")
+                data = await send("vehicle", "verify")
+                reported = data.get("pack") or {}
+                if reported.get("id") != fresh:
+                    raise DeviceFailed(
+                        "vehicle",
+                        "verify",
+                        "wrong_pack",
+                        f"BMS reports {reported.get('id')!r}, inserted {fresh!r}",
+                    )
+
+            async def arm_home_door_closed() -> None:
+                await send("arm", "move", target="home")
+                await send("door", "close")
+
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(vehicle_checks())
+                tg.create_task(arm_home_door_closed())
+
+        async with self._phase(run, Phase.release):
+            await send("bay", "release")

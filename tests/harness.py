@@ -1,0 +1,144 @@
+"""A whole station for tests: simulator + controller + an operator, on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from controller.app import Controller, make_bus
+from controller.bus import Bus
+from controller.clock import Clock
+from controller.config import StationConfig, load_config
+from controller.console import OperatorClient
+from controller.contract import Event, Mode, PhaseChanged, SwapFinished, SwapRecord
+from simulator.app import Simulator
+
+TEST_SCALE = 200.0
+E = TypeVar("E")
+
+
+#: Deadlines are multiplied by this in tests: at 200x, a 50 ms hiccup of a shared 2-core machine
+#: is 10 station seconds, and MQTT round trips are real milliseconds. Tests about deadlines set
+#: the one deadline they test explicitly.
+DEADLINE_SLACK = 4.0
+
+
+def station_config(
+    station_id: str, *, time_scale: float = TEST_SCALE, **changes: Any
+) -> StationConfig:
+    """The shipped station file, with a test's station id, time scale and changes.
+
+    ``changes`` use ``__`` for nesting: ``swap__phase_deadlines_s={...}``.
+    """
+    cfg = load_config()
+    data = cfg.model_dump()
+    data.update(station_id=station_id, time_scale=time_scale)
+    data["swap"]["phase_deadlines_s"] = {
+        k: v * DEADLINE_SLACK for k, v in data["swap"]["phase_deadlines_s"].items()
+    }
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return StationConfig.model_validate(data)
+
+
+@dataclass
+class StationUnderTest:
+    config: StationConfig
+    url: str
+    clock: Clock
+    sim: Simulator
+    controller: Controller
+    operator: OperatorClient
+    events: list[Event] = field(default_factory=list)
+    finished: asyncio.Queue[SwapRecord] = field(default_factory=asyncio.Queue)
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, SwapFinished):
+            self.finished.put_nowait(event.record)
+
+    async def command(self, cmd: str, **args: Any) -> Any:
+        reply = await self.operator.command(cmd, args, timeout_s=5.0)
+        assert reply is not None, f"no reply to {cmd}"
+        return reply
+
+    async def next_swap(self, timeout_s: float = 30.0) -> SwapRecord:
+        return await asyncio.wait_for(self.finished.get(), timeout_s)
+
+    async def wait_mode(self, mode: Mode, timeout_s: float = 10.0) -> None:
+        ok = await _poll(lambda: self.controller.station.mode is mode, timeout_s)
+        assert ok, f"mode is {self.controller.station.mode.value}, wanted {mode.value}"
+
+    async def wait_phase(self, phase: str, timeout_s: float = 30.0) -> None:
+        ok = await _poll(lambda: self.controller.station.phases.phase.value == phase, timeout_s)
+        assert ok, f"phase never reached {phase}"
+
+    async def wait_events(self, kind: type[E], count: int = 1, timeout_s: float = 5.0) -> list[E]:
+        """The events of ``kind`` received so far, once there are at least ``count``."""
+        await _poll(
+            lambda: len([e for e in self.events if isinstance(e, kind)]) >= count, timeout_s
+        )
+        found = [e for e in self.events if isinstance(e, kind)]
+        assert len(found) >= count, f"{len(found)} {kind.__name__} event(s), wanted {count}"
+        return found
+
+    def phases_seen(self) -> list[str]:
+        return [e.phase.value for e in self.events if isinstance(e, PhaseChanged) and e.phase]
+
+    def motions_after(self, t: float) -> list[tuple[float, str, str]]:
+        from controller.contract import MOTION_ACTIONS
+
+        return [
+            s for s in self.controller.station.sent if s[0] > t and (s[1], s[2]) in MOTION_ACTIONS
+        ]
+
+
+async def _poll(predicate: Any, timeout_s: float) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while loop.time() < end:
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())
+
+
+@asynccontextmanager
+async def running_station(
+    url: str, config: StationConfig, *, start: bool = True
+) -> AsyncIterator[StationUnderTest]:
+    clock = Clock(config.time_scale)
+    async with AsyncExitStack() as stack:
+        sim = Simulator(config, url=url, clock=clock)
+        await sim.start()
+        stack.push_async_callback(sim.stop)
+        controller = Controller(config, url=url, clock=clock)
+        await controller.start()
+        stack.push_async_callback(controller.stop)
+        await controller.wait_ready(10.0)
+        sut = StationUnderTest(config, url, clock, sim, controller, operator=None)  # type: ignore[arg-type]
+        operator = OperatorClient(
+            make_bus(config, url, client_id=f"op-{config.station_id}"),
+            config.station_id,
+            on_event=sut.on_event,
+        )
+        await operator.start()
+        stack.push_async_callback(operator.stop)
+        sut.operator = operator
+        if start:
+            reply = await sut.command("start")
+            assert reply.ok, reply.error
+        yield sut
+
+
+async def raw_client(url: str, client_id: str) -> Bus:
+    bus = Bus(url, client_id=client_id)
+    await bus.start()
+    return bus

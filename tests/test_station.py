@@ -1,0 +1,237 @@
+"""The whole station end to end on real brokers: swaps, deadlines, commands, conservation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from controller.cli.demo import compare_with_world
+from controller.contract import (
+    SWAP_PHASES,
+    AlarmRaised,
+    ErrorEvent,
+    Mode,
+    Phase,
+)
+from tests.harness import running_station, station_config
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_nominal_swap_end_to_end(broker_url: str, station_id: str) -> None:
+    # A moderate time scale: MQTT round trips are real milliseconds, so at high scales they
+    # eat station seconds; at 50x a nominal swap keeps its slack in the budget.
+    cfg = station_config(station_id, time_scale=50)
+    async with running_station(broker_url, cfg) as st:
+        await st.sim.arrive(1)
+        record = await st.next_swap()
+        assert record.result == "completed", record.reason
+        assert record.in_budget and record.duration_s <= cfg.swap.budget_s
+        assert list(record.phases) == [p.value for p in SWAP_PHASES]
+        assert record.pack_out is not None and record.pack_in is not None
+        assert record.pack_in.soc >= cfg.rack.swappable_soc
+        assert record.pack_out.id != record.pack_in.id
+        # phases were published in order, once each
+        seen = [p for p in st.phases_seen() if p != "waiting"]
+        assert seen == [p.value for p in SWAP_PHASES]
+        # status says where we are, and the swap is counted
+        await st.operator.wait_for(
+            lambda: st.operator.status is not None and st.operator.status.swaps_completed == 1, 5
+        )
+        assert st.operator.status is not None and st.operator.status.mode is Mode.execute
+
+
+async def test_pack_conservation_over_three_swaps(mosquitto: object, station_id: str) -> None:
+    cfg = station_config(station_id)
+    url = mosquitto.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        total_before = len(st.controller.ledger.in_station())
+        await st.sim.arrive(3)
+        for _ in range(3):
+            record = await st.next_swap()
+            assert record.result == "completed", record.reason
+            # after every swap: every pack in exactly one place, and where the world has it
+            assert st.controller.ledger.problems() == []
+        ok = await st.controller.devices.wait_until(
+            lambda: (
+                st.controller.devices.bay is not None and st.controller.devices.bay.vehicle is None
+            ),
+            10,
+        )
+        assert ok
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        # three depleted packs came in, three charged ones left: the count in the station holds
+        assert len(st.controller.ledger.in_station()) == total_before
+
+
+@pytest.mark.parametrize("phase", [p.value for p in SWAP_PHASES])
+async def test_every_phase_deadline_aborts_safely(
+    embedded_broker: object, station_id: str, phase: str
+) -> None:
+    deadlines = dict(station_config(station_id).swap.phase_deadlines_s)
+    deadlines[phase] = 0.05  # station seconds: no phase is that quick
+    cfg = station_config(station_id, swap__phase_deadlines_s=deadlines)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        record = await st.next_swap()
+        assert record.result == "aborted"
+        assert f"phase {phase!r} exceeded" in (record.reason or "")
+        await st.wait_mode(Mode.aborted)
+        alarms = await st.wait_events(AlarmRaised)
+        assert alarms[-1].alarm.code == "PhaseDeadlineExceeded"
+        assert phase in alarms[-1].alarm.text
+        # aborted is latched: start is refused, clear then reset leave it
+        assert not (await st.command("start")).ok
+        assert (await st.command("clear")).ok
+        assert (await st.command("reset")).ok
+        assert st.controller.station.mode is Mode.idle
+
+
+async def test_invalid_commands_are_refused_with_reason_and_change_nothing(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        assert st.controller.station.mode is Mode.idle
+        reply = await st.command("hold")
+        assert not reply.ok and "not valid in mode idle" in reply.error
+        assert "start" in reply.error  # says what is valid instead
+        reply = await st.command("reset")
+        assert not reply.ok
+        reply = await st.command("fly")
+        assert not reply.ok and "unknown command" in reply.error
+        reply = await st.command("start", speed=3)
+        assert not reply.ok and "no arguments" in reply.error
+        assert st.controller.station.mode is Mode.idle
+        assert (await st.command("start")).ok
+        reply = await st.command("start")
+        assert not reply.ok and "execute" in reply.error
+        assert st.controller.station.mode is Mode.execute
+
+
+async def test_malformed_commands_get_error_event_and_refusal(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_reply(topic: str, payload: bytes) -> None:
+            replies.put_nowait(payload)
+
+        bus = st.operator.bus
+        await bus.subscribe(st.controller.topics.reply, on_reply)
+        bad = [
+            b"not json",
+            b"[1,2]",
+            b'{"id": "m1"}',
+            b'{"id": "m2", "cmd": "start", "extra": 1}',
+            b'{"id": "m3", "cmd": 5}',
+            json.dumps({"id": "m4", "cmd": "start", "args": {"x": "y" * 70000}}).encode(),
+        ]
+        for payload in bad:
+            await bus.publish(st.controller.topics.cmd, payload)
+        got = [json.loads(await asyncio.wait_for(replies.get(), 5)) for _ in bad]
+        assert all(r["ok"] is False for r in got)
+        assert [r["id"] for r in got] == ["", "", "m1", "m2", "m3", "m4"]
+        await st.controller.outbox.flush()
+        await asyncio.sleep(0.1)
+        errors = [e for e in st.events if isinstance(e, ErrorEvent)]
+        assert len(errors) == len(bad)
+        assert st.controller.station.mode is Mode.idle
+
+
+async def test_command_id_seen_twice_is_executed_once(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_reply(topic: str, payload: bytes) -> None:
+            replies.put_nowait(payload)
+
+        bus = st.operator.bus
+        await bus.subscribe(st.controller.topics.reply, on_reply)
+        for cmd in (b'{"id": "dup-1", "cmd": "start"}', b'{"id": "dup-1", "cmd": "start"}'):
+            await bus.publish(st.controller.topics.cmd, cmd)
+        first, second = [json.loads(await asyncio.wait_for(replies.get(), 5)) for _ in range(2)]
+        assert first["ok"] and second["ok"]  # the same answer: it was executed once
+        assert st.controller.station.mode is Mode.execute
+
+
+async def test_hold_and_resume_mid_swap(embedded_broker: object, station_id: str) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        await st.wait_phase("stow")
+        assert (await st.command("hold")).ok
+        await st.wait_mode(Mode.held)
+        # the motion under way finishes; then nothing new starts while held
+        await asyncio.sleep(st.clock.to_real(40))
+        t = st.clock.monotonic()
+        await asyncio.sleep(st.clock.to_real(60))
+        assert st.motions_after(t) == []
+        assert (await st.command("resume")).ok
+        record = await st.next_swap()
+        assert record.result == "completed"
+        assert record.held_s >= 50
+
+
+async def test_operator_estop_mid_swap_latches_and_stops_motion(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        await st.wait_phase("remove")
+        assert (await st.command("estop")).ok
+        t = st.clock.monotonic()
+        record = await st.next_swap()
+        assert record.result == "estopped"
+        await asyncio.sleep(st.clock.to_real(60))
+        assert st.motions_after(t) == []
+        assert st.controller.station.mode is Mode.estopped
+        assert not (await st.command("start")).ok
+        assert not (await st.command("resume")).ok
+        assert (await st.command("clear")).ok
+        assert (await st.command("reset")).ok
+        assert st.controller.station.mode is Mode.idle
+        # the lift was cut short before it confirmed: ledger and world agree on every pack
+        await st.sim.flush()
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        # and nothing moved on its own after the reset
+        assert st.motions_after(t) == []
+
+
+async def test_safety_relay_estop_latches_and_reset_waits_for_release(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        await st.wait_phase("prepare")
+        await st.sim.set_estop(True)
+        t = st.clock.monotonic()
+        await st.wait_mode(Mode.estopped)
+        record = await st.next_swap()
+        assert record.result == "estopped"
+        reply = await st.command("clear")
+        assert not reply.ok and "e-stop still pressed" in reply.error
+        await asyncio.sleep(st.clock.to_real(30))
+        assert st.motions_after(t) == []
+        await st.sim.set_estop(False)
+        await asyncio.sleep(0.1)
+        assert (await st.command("clear")).ok
+        assert (await st.command("reset")).ok
+        assert st.controller.station.mode is Mode.idle
+        assert st.controller.station.phases.phase is Phase.waiting
