@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from controller.bus import Bus, LastWill
 from controller.clock import Clock
@@ -97,7 +97,7 @@ class Controller:
             clock=clock,
             ack_timeout_s=config.swap.ack_timeout_s,
             on_bad_input=self._bad_input,
-            on_command=self.station.record_sent,
+            on_command=self._command_sent,
         )
         self.station = Station(
             config,
@@ -108,6 +108,9 @@ class Controller:
             outbox=self.outbox,
         )
         self.commands = CommandHandler(self.station)
+
+    def _command_sent(self, device: str, action: str, args: dict[str, Any]) -> None:
+        self.station.record_sent(device, action, args)
 
     async def start(self, *, connect_timeout_s: float = 10.0) -> None:
         await self.devices.attach()

@@ -6,8 +6,9 @@ and the reason; the CLI prints that one line and exits 2, never a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,23 +40,20 @@ class BrokerConfig(Strict):
 
 class SwapConfig(Strict):
     budget_s: float = Field(default=180.0, gt=0)
-    phase_deadlines_s: dict[str, float]
+    phase_deadlines_s: dict[str, Annotated[float, Field(gt=0)]]
     ack_timeout_s: float = Field(
         default=3.0, gt=0, description="Real seconds for a driver to accept a command"
     )
 
     @model_validator(mode="after")
     def _every_phase_has_a_deadline(self) -> Self:
-        names = {p.value for p in SWAP_PHASES}
-        unknown = sorted(set(self.phase_deadlines_s) - names)
-        missing = [p for p in names if p not in self.phase_deadlines_s]
+        order = [p.value for p in SWAP_PHASES]
+        unknown = [k for k in self.phase_deadlines_s if k not in order]
+        missing = [p for p in order if p not in self.phase_deadlines_s]
         if unknown:
-            raise ValueError(f"unknown phase(s) {unknown}; phases are {sorted(names)}")
+            raise ValueError(f"phase_deadlines_s: unknown phase(s) {unknown}; phases are {order}")
         if missing:
-            raise ValueError(f"no deadline for phase(s) {sorted(missing)}")
-        bad = {k: v for k, v in self.phase_deadlines_s.items() if not v > 0}
-        if bad:
-            raise ValueError(f"deadlines must be > 0 s: {bad}")
+            raise ValueError(f"phase_deadlines_s: no deadline for phase(s) {missing}")
         return self
 
 
@@ -77,13 +75,14 @@ class RackConfig(Strict):
 
     @model_validator(mode="after")
     def _slots_are_consistent(self) -> Self:
-        numbers = [s.slot for s in self.slots]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError(f"slot numbers repeat: {numbers}")
-        for s in self.slots:
+        first: dict[int, int] = {}
+        for i, s in enumerate(self.slots):
+            if s.slot in first:
+                raise ValueError(f"slots[{i}].slot: slot {s.slot} repeats slots[{first[s.slot]}]")
+            first[s.slot] = i
             unknown = [t for t in s.pack_types if t not in self.pack_types]
             if unknown:
-                raise ValueError(f"slot {s.slot}: unknown pack type(s) {unknown}")
+                raise ValueError(f"slots[{i}].pack_types: unknown pack type(s) {unknown}")
         return self
 
 
@@ -181,6 +180,9 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_NAMED_FIELD = re.compile(r"([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)", re.S)
+
+
 def parse_config(data: Any, path: str = "<config>") -> StationConfig:
     """Validate already-loaded data; errors name ``path``, the field and the reason."""
     if not isinstance(data, dict):
@@ -191,10 +193,17 @@ def parse_config(data: Any, path: str = "<config>") -> StationConfig:
         err = exc.errors()[0]
         loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
         reason = err["msg"].removeprefix("Value error, ")
+        field = _field_path(loc)
+        # A model validator blames a field by starting its message with the field's path,
+        # relative to the model ("simulator.initial_packs: ..."): move it into the field.
+        named = _NAMED_FIELD.match(reason) if err["type"] == "value_error" else None
+        if named:
+            field = f"{field}.{named[1]}" if field else named[1]
+            reason = named[2]
         more = exc.error_count() - 1
         if more:
             reason += f" (and {more} more problem{'s' if more > 1 else ''})"
-        return _raise(path, _field_path(loc) or "(top level)", reason)
+        return _raise(path, field or "(top level)", reason)
 
 
 def _raise(path: str, field: str, reason: str) -> StationConfig:

@@ -166,10 +166,8 @@ class Bus:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         self._connected.clear()
 
     async def kill(self) -> None:

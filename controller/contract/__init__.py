@@ -14,6 +14,7 @@ from controller.contract.common import (
 )
 from controller.contract.drivers import (
     DRIVER_ACTIONS,
+    DRIVER_ERROR_CODES,
     MOTION_ACTIONS,
     ArmState,
     BayState,
@@ -22,6 +23,7 @@ from controller.contract.drivers import (
     DoorState,
     DriverCommand,
     DriverResult,
+    IdentifyData,
     RackSlotState,
     RackState,
     SafetyState,
@@ -29,6 +31,7 @@ from controller.contract.drivers import (
     SimWorld,
     VehicleInBay,
     VehicleState,
+    VerifyData,
     WorldPack,
 )
 from controller.contract.operator import (
@@ -49,6 +52,7 @@ from controller.contract.operator import (
     Status,
     SwapFinished,
     SwapRecord,
+    SwapResult,
     VehicleArrived,
 )
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, DeviceId, Topics
@@ -56,6 +60,7 @@ from controller.contract.topics import DEVICES, OFFLINE, ONLINE, DeviceId, Topic
 __all__ = [
     "DEVICES",
     "DRIVER_ACTIONS",
+    "DRIVER_ERROR_CODES",
     "MAX_PAYLOAD_BYTES",
     "MOTION_ACTIONS",
     "OFFLINE",
@@ -76,6 +81,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "EventAdapter",
+    "IdentifyData",
     "Inventory",
     "Message",
     "Mode",
@@ -96,10 +102,12 @@ __all__ = [
     "Status",
     "SwapFinished",
     "SwapRecord",
+    "SwapResult",
     "Topics",
     "VehicleArrived",
     "VehicleInBay",
     "VehicleState",
+    "VerifyData",
     "WorldPack",
     "decode",
     "decode_as",

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from controller.contract.common import MAX_PAYLOAD_BYTES
+from controller.contract.common import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
 from controller.errors import SwapstationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,13 +31,34 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            return depth
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
 def _load_json(payload: bytes, max_bytes: int) -> Any:
     if len(payload) > max_bytes:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds {max_bytes}", payload)
+    too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
     try:
-        return json.loads(payload)
+        data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"not JSON: {exc}", payload) from None
+    except RecursionError:
+        raise PayloadError(too_deep, payload) from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise PayloadError(too_deep, payload)
+    return data
 
 
 def _describe(exc: ValidationError) -> str:

@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Final = 1
 
 #: Largest payload any peer must accept. Larger payloads are refused with an error event.
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
+
+#: Deepest JSON nesting accepted (our own payloads nest 4 deep at most).
+MAX_JSON_DEPTH: Final = 32
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Soc = Annotated[float, Field(ge=0.0, le=1.0, description="State of charge, 0..1")]
@@ -31,7 +34,9 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION, description="Schema version")
-    ts: datetime = Field(default_factory=utcnow, description="When the sender made the message")
+    ts: AwareDatetime = Field(
+        default_factory=utcnow, description="When the sender made the message (with timezone)"
+    )
 
 
 class Part(BaseModel):
@@ -66,6 +71,6 @@ class AlarmInfo(Part):
     severity: Severity
     text: str = Field(max_length=1000)
     hint: str = Field(default="", max_length=1000)
-    raised_at: datetime
+    raised_at: AwareDatetime
     acknowledged: bool = False
     active: bool = True

@@ -69,6 +69,23 @@ MOTION_ACTIONS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+#: Error codes a driver puts in a ``failed`` result, and what each means. A driver may use
+#: others; the controller treats every failure the same way and shows the code to operators.
+DRIVER_ERROR_CODES: dict[str, str] = {
+    "bad_request": "the command payload could not be read",
+    "unknown_action": "the driver has no such action",
+    "bad_args": "the arguments are missing or wrong",
+    "busy": "another action is under way",
+    "impossible": "physically impossible now (e.g. lift while holding a pack)",
+    "estop": "the e-stop is pressed",
+    "light_curtain": "the light curtain is broken",
+    "stopped": "the action was halted by a stop command",
+    "pack_dropped": "the arm lost the pack",
+    "verify_failed": "the vehicle's BMS did not confirm the pack",
+    "injected_fault": "simulator only: a fault injected on purpose",
+}
+
+
 class DriverCommand(Message):
     """``drivers/<device>/cmd``: a command from the controller to a driver."""
 
@@ -87,6 +104,19 @@ class DriverResult(Message):
     error_code: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, max_length=1000)
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdentifyData(Part):
+    """``data`` of a ``done`` result of ``vehicle.identify``."""
+
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    pack: PackInfo | None
+
+
+class VerifyData(Part):
+    """``data`` of a ``done`` result of ``vehicle.verify``: the pack the BMS now reports."""
+
+    pack: PackInfo
 
 
 # ---- retained device states ---------------------------------------------------------------
@@ -192,7 +222,7 @@ class WorldPack(Part):
 
 
 class SimWorld(Message):
-    """``sim/world`` (retained): where every simulated pack physically is. Ground truth for tests."""
+    """``sim/world`` (retained): where every simulated pack physically is (tests' ground truth)."""
 
     packs: list[WorldPack]
     departed: list[WorldPack] = Field(default_factory=list, description="Left on trucks")

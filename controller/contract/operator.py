@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter
 
 from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
 
@@ -157,10 +156,13 @@ class VehicleArrived(Message):
     manoeuvre_s: float | None = Field(default=None, description="Entering to stopped in the bay")
 
 
+SwapResult = Literal["completed", "aborted", "estopped"]
+
+
 class SwapRecord(Part):
     swap_id: str
     vehicle_id: str | None
-    result: Literal["completed", "aborted", "estopped"]
+    result: SwapResult
     duration_s: float
     budget_s: float
     in_budget: bool
@@ -171,8 +173,8 @@ class SwapRecord(Part):
     manoeuvre_s: float | None = None
     held_s: float = 0.0
     reason: str | None = None
-    started_at: datetime
-    ended_at: datetime
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
 
 
 class SwapFinished(Message):

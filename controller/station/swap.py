@@ -14,16 +14,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from controller.clock import Clock
 from controller.config import StationConfig
-from controller.contract import PackInfo, Phase, SwapRecord
+from controller.contract import IdentifyData, PackInfo, Phase, SwapRecord, VerifyData
 from controller.errors import DeviceFailed, PhaseDeadlineExceeded
 from controller.inventory import GRIPPER, PackLedger, slot_location, vehicle_location
 from controller.station.gate import MotionGate
 
 log = logging.getLogger(__name__)
+D = TypeVar("D", bound=BaseModel)
 
 
 @dataclass
@@ -76,8 +79,12 @@ class SwapRun:
         )
 
 
-class NoChargedPack(Exception):
-    """No swappable pack of the truck's type: the station suspends until one is charged."""
+def _data(model: type[D], action: str, data: dict[str, Any]) -> D:
+    """A driver's result data, checked against the contract (a bad one is a device failure)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise DeviceFailed("vehicle", action, "bad_result", str(exc.errors()[0]["msg"])) from None
 
 
 class SwapSequencer:
@@ -123,9 +130,9 @@ class SwapSequencer:
         ledger = self._ledger
 
         async with self._phase(run, Phase.identify):
-            data = await send("vehicle", "identify")
-            run.vehicle_id = str(data.get("vehicle_id") or run.plate or run.swap_id)
-            pack = PackInfo.model_validate(data["pack"]) if data.get("pack") else None
+            ident = _data(IdentifyData, "identify", await send("vehicle", "identify"))
+            run.vehicle_id = ident.vehicle_id
+            pack = ident.pack
             if pack is None:
                 raise DeviceFailed("vehicle", "identify", "no_pack", "vehicle reports no pack")
             run.pack_out, run.pack_type = pack, pack.type
@@ -189,14 +196,13 @@ class SwapSequencer:
 
             async def vehicle_checks() -> None:
                 await send("vehicle", "hv_on")
-                data = await send("vehicle", "verify")
-                reported = data.get("pack") or {}
-                if reported.get("id") != fresh:
+                verified = _data(VerifyData, "verify", await send("vehicle", "verify"))
+                if verified.pack.id != fresh:
                     raise DeviceFailed(
                         "vehicle",
                         "verify",
                         "wrong_pack",
-                        f"BMS reports {reported.get('id')!r}, inserted {fresh!r}",
+                        f"BMS reports {verified.pack.id!r}, inserted {fresh!r}",
                     )
 
             async def arm_home_door_closed() -> None:
