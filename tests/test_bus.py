@@ -146,3 +146,24 @@ async def test_pending_requests_route_by_id() -> None:
         assert not pending.deliver("c2", "done")
         assert await q.get() == "accepted"
     assert "c1" not in pending
+
+
+async def test_oversized_payload_is_refused_before_sending(
+    broker_url: str, station_id: str
+) -> None:
+    from controller.bus import PayloadTooLarge
+    from controller.contract import MAX_PAYLOAD_BYTES
+
+    async with Bus(broker_url, client_id=f"{station_id}-big") as bus:
+        got = await _collector(bus, f"swap/{station_id}/big")
+        with pytest.raises(PayloadTooLarge):
+            await bus.publish(f"swap/{station_id}/big", b"x" * (MAX_PAYLOAD_BYTES + 1))
+        # nothing was sent, and the connection is fine
+        await bus.publish(f"swap/{station_id}/big", b"small")
+        assert (await asyncio.wait_for(got.get(), 5))[1] == b"small"
+        assert bus.connections == 1
+
+
+def test_tls_files_with_plain_mqtt_url_are_a_config_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigError, match="mqtts://"):
+        Bus("mqtt://127.0.0.1:1", client_id="x", ca_file="/etc/ssl/certs/ca-certificates.crt")

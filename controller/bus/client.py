@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import aiomqtt
 from pydantic import BaseModel
 
-from controller.errors import BusDisconnected, BusError, ConfigError
+from controller.contract.common import MAX_PAYLOAD_BYTES
+from controller.errors import BusDisconnected, BusError, ConfigError, SwapstationError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ ConnectHook = Callable[[], Awaitable[None]]
 
 #: Nagle + delayed ACK costs ~88 ms per QoS 1 round trip on loopback without this.
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+class PayloadTooLarge(SwapstationError):
+    """A payload over the size limit was not sent."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class Bus:
         reconnect_min_s: first backoff after a lost connection (real seconds).
         reconnect_max_s: backoff ceiling (real seconds).
         publish_timeout_s: how long a QoS 1 publish may wait for its PUBACK (real seconds).
+        max_payload_bytes: larger payloads are refused before sending (the brokers we ship
+            disconnect a client that sends an oversized packet).
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class Bus:
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 5.0,
         publish_timeout_s: float = 5.0,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     ) -> None:
         self.address = parse_broker_url(url)
         self.url = url
@@ -118,11 +126,14 @@ class Bus:
         self._will = will
         self._username = username
         self._password = password
-        self._tls = (
-            _tls_context(ca_file, cert_file, key_file)
-            if self.address.tls or ca_file or cert_file
-            else None
-        )
+        if not self.address.tls and (ca_file or cert_file):
+            raise ConfigError(
+                "broker url",
+                "broker.url",
+                f"TLS files are set but {url!r} is plain MQTT; use mqtts:// for TLS",
+            )
+        self._tls = _tls_context(ca_file, cert_file, key_file) if self.address.tls else None
+        self._max_payload = max_payload_bytes
         self._keepalive = keepalive_s
         self._backoff_min = reconnect_min_s
         self._backoff_max = max(reconnect_max_s, reconnect_min_s)
@@ -238,13 +249,17 @@ class Bus:
         Raises :class:`BusDisconnected` at once when there is no connection (nothing is queued
         for later: a command sent late is worse than a command refused).
         """
+        if isinstance(payload, BaseModel):
+            data: bytes = payload.model_dump_json().encode()
+        else:
+            data = payload.encode() if isinstance(payload, str) else payload
+        if len(data) > self._max_payload:
+            raise PayloadTooLarge(
+                f"payload of {len(data)} bytes to {topic} exceeds {self._max_payload}"
+            )
         client = self._client
         if client is None or not self.connected:
             raise BusDisconnected(f"cannot publish to {topic}: not connected to {self.url}")
-        if isinstance(payload, BaseModel):
-            data: bytes | str = payload.model_dump_json().encode()
-        else:
-            data = payload
         try:
             await client.publish(topic, data, qos=qos, retain=retain, timeout=self._publish_timeout)
         except aiomqtt.MqttError as exc:
@@ -273,9 +288,11 @@ class Bus:
 
     async def _run(self) -> None:
         backoff = self._backoff_min
-        client = self._make_client()
-        self._client = client
         while not self._stopping:
+            # A fresh client per attempt: aiomqtt 2.5's reused client keeps the "connected" state
+            # of the previous connection, so a refused reconnect would pass for a connected one.
+            client = self._make_client()
+            self._client = client
             try:
                 async with client:
                     for topic_filter in dict.fromkeys(f for f, _ in self._handlers):
