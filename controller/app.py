@@ -20,6 +20,7 @@ from controller.errors import BusError
 from controller.inventory import PackLedger
 from controller.station import CommandHandler, Station
 from controller.station.outbox import Outbox
+from controller.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class Controller:
             will=LastWill(self.topics.controller, OFFLINE),
         )
         self.outbox = Outbox(self.bus)
-        self.ledger = PackLedger(config.rack)
+        self.store = Store.open(config.database)
+        self.ledger = PackLedger(config.rack, journal=self.store, clock=clock)
         self.devices = Devices(
             bus=self.bus,
             topics=self.topics,
@@ -113,8 +115,10 @@ class Controller:
         self.station.record_sent(device, action, args)
 
     async def start(self, *, connect_timeout_s: float = 10.0) -> None:
+        await self.station.recover_from_journal()
         await self.devices.attach()
         await self.bus.subscribe(self.topics.cmd, self.commands.on_message)
+        await self.bus.subscribe(self.topics.cmd_any_user, self.commands.on_message)
         self.bus.on_connect(self._announce)
         self.outbox.start()
         self.commands.start()
@@ -123,6 +127,7 @@ class Controller:
         except BusError:
             await self.commands.stop()
             await self.outbox.stop()
+            self.store.close()
             raise
 
     async def _announce(self) -> None:
@@ -155,6 +160,7 @@ class Controller:
             except BusError as exc:
                 log.warning("could not publish offline: %s", exc)
         await self.bus.stop()
+        self.store.close()
 
     def _bad_input(self, topic: str, reason: str, payload: bytes) -> None:
         log.warning("bad input on %s: %s", topic, reason)

@@ -73,6 +73,19 @@ class InterlockOpen(SwapstationError):
         super().__init__(f"{device}.{action} refused: " + "; ".join(self.reasons))
 
 
+class PackLost(SwapstationError):
+    """The sensors do not report a pack where a confirmed action should have put it."""
+
+    code = "pack_lost"
+
+    def __init__(self, pack_id: str, expected: str, seen: str, detail: str = "") -> None:
+        self.pack_id = pack_id
+        self.expected = expected
+        self.seen = seen
+        text = f"pack {pack_id}: expected at {expected}, sensors report {seen}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+
+
 class PhaseDeadlineExceeded(SwapstationError):
     """A swap phase ran past its configured deadline."""
 

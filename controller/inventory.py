@@ -1,19 +1,25 @@
 """Where every pack is, as the controller knows it, and which pack to use next.
 
-The controller's own ledger is moved only by *confirmed* moves (a driver's ``done``), so it never
-guesses; driver reports (rack, arm, vehicle) refresh the packs' state of charge and are compared
-with the ledger to find disagreements. Locations: ``slot:<n>``, ``gripper``, ``vehicle:<id>``,
-``departed:<id>`` (left on a truck) and ``unknown``.
+The ledger is moved only by *confirmed* moves (a driver's ``done``, cross-checked with the
+drivers' sensors), so it never guesses. Every move goes through the journal in the store: the
+intent is written (and fsynced) before the motion is commanded, the confirmation after, so
+after a crash the journal says where every pack is, or which pack's place is uncertain. Driver
+reports refresh the packs' state of charge and are compared with the ledger to find
+disagreements. Locations: ``slot:<n>``, ``gripper``, ``vehicle:<id>``, ``departed:<id>`` (left
+on a truck) and ``unknown``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from controller.clock import Clock
 from controller.config import RackConfig
 from controller.contract import ArmState, Inventory, PackInfo, RackState, SlotInfo, VehicleState
+from controller.store import Store
 
 GRIPPER = "gripper"
+UNKNOWN = "unknown"
 
 
 def slot_location(slot: int) -> str:
@@ -27,8 +33,10 @@ def vehicle_location(vehicle_id: str) -> str:
 class PackLedger:
     """Every pack the station has seen, and its one location."""
 
-    def __init__(self, rack: RackConfig) -> None:
+    def __init__(self, rack: RackConfig, *, journal: Store, clock: Clock) -> None:
         self._rack = rack
+        self.journal = journal
+        self._clock = clock
         self._slot_cfg = {s.slot: s for s in rack.slots}
         self.packs: dict[str, PackInfo] = {}
         self.locations: dict[str, str] = {}
@@ -39,16 +47,29 @@ class PackLedger:
 
     # ---- seeding and refreshing from driver reports ----------------------------------------
     def seed(self, rack: RackState, arm: ArmState | None, vehicle: VehicleState | None) -> None:
-        """Take the drivers' word for where packs are (start-up, or after a manual fix)."""
-        self.packs.clear()
-        self.locations.clear()
+        """Learn the packs from the drivers' first reports.
+
+        On a fresh journal the drivers' word is taken for where packs are. On a journal that
+        already knows packs (a restart), the journal stays the truth: the reports only supply
+        the packs' data, and :meth:`disagreements` says where they differ.
+        """
+        reported: dict[str, tuple[PackInfo, str]] = {}
         for s in rack.slots:
             if s.pack is not None:
-                self._put(s.pack, slot_location(s.slot))
+                reported[s.pack.id] = (s.pack, slot_location(s.slot))
         if arm is not None and arm.holding is not None:
-            self._put(arm.holding, GRIPPER)
+            reported[arm.holding.id] = (arm.holding, GRIPPER)
         if vehicle is not None and vehicle.pack is not None and vehicle.vehicle_id:
-            self._put(vehicle.pack, vehicle_location(vehicle.vehicle_id))
+            reported[vehicle.pack.id] = (vehicle.pack, vehicle_location(vehicle.vehicle_id))
+        known = self.journal.pack_locations()
+        if not known:
+            self.journal.seed_packs({p: loc for p, (_, loc) in reported.items()}, self._clock.now())
+            known = self.journal.pack_locations()
+        self.locations = dict(known)
+        self.packs = {p: info for p, (info, _) in reported.items()}
+        for pack_id in self.locations:
+            if pack_id not in self.packs:
+                self.packs[pack_id] = _placeholder(pack_id)
         self.refresh_rack(rack)
         self.seeded = True
 
@@ -64,30 +85,48 @@ class PackLedger:
             if s.pack is not None and self.locations.get(s.pack.id) == slot_location(s.slot):
                 self.packs[s.pack.id] = s.pack
 
-    def _put(self, pack: PackInfo, location: str) -> None:
-        self.packs[pack.id] = pack
-        self.locations[pack.id] = location
-
-    # ---- confirmed moves -------------------------------------------------------------------
+    # ---- confirmed moves, through the journal ----------------------------------------------
     def arrive(self, pack: PackInfo, vehicle_id: str) -> None:
         """A truck arrived with ``pack`` (read by the vehicle link)."""
-        self._put(pack, vehicle_location(vehicle_id))
+        self.packs[pack.id] = pack
+        self._set(pack.id, vehicle_location(vehicle_id), "arrived on the truck")
 
-    def move(self, pack_id: str, src: str, dst: str) -> None:
-        """Record a confirmed move. The source must be where the ledger has the pack."""
+    def begin_move(self, pack_id: str, src: str, dst: str, *, swap_id: str | None = None) -> int:
+        """Journal the intent to move a pack, before the motion is commanded."""
         where = self.locations.get(pack_id)
         if where != src:
             raise ValueError(f"pack {pack_id} is at {where}, not {src}")
         occupant = self.at(dst)
-        if occupant is not None and not dst.startswith("departed:"):
+        if occupant is not None and occupant != pack_id:
             raise ValueError(f"{dst} already holds pack {occupant}")
+        return self.journal.begin_move(pack_id, src, dst, swap_id=swap_id, at=self._clock.now())
+
+    def confirm_move(self, move_id: int, pack_id: str, dst: str) -> None:
+        """The move happened (driver done, sensors agree)."""
+        self.journal.confirm_move(move_id, self._clock.now())
         self.locations[pack_id] = dst
+
+    def fail_move(self, move_id: int, pack_id: str, where: str, reason: str) -> None:
+        """The move did not complete; ``where`` is where the drivers now report the pack, or
+        ``unknown``."""
+        self.journal.fail_move(move_id, reason[:500], self._clock.now(), location=where)
+        self.locations[pack_id] = where
+
+    def set_location(self, pack_id: str, location: str, reason: str) -> None:
+        """An operator's finding after inspection, or reconciliation."""
+        self._set(pack_id, location, reason)
 
     def depart(self, vehicle_id: str) -> None:
         """The truck left: its pack is no longer in the station."""
-        for pack_id, loc in self.locations.items():
+        for pack_id, loc in list(self.locations.items()):
             if loc == vehicle_location(vehicle_id):
-                self.locations[pack_id] = f"departed:{vehicle_id}"
+                self._set(pack_id, f"departed:{vehicle_id}", "left on the truck")
+
+    def _set(self, pack_id: str, location: str, reason: str) -> None:
+        self.journal.set_location(pack_id, location, reason, self._clock.now())
+        self.locations[pack_id] = location
+        if pack_id not in self.packs:
+            self.packs[pack_id] = _placeholder(pack_id)
 
     # ---- queries ---------------------------------------------------------------------------
     def at(self, location: str) -> str | None:
@@ -163,6 +202,23 @@ class PackLedger:
                 out.append(f"pack {pack_id}: drivers report it at {loc}, ledger does not know it")
         return out
 
+    def reported_at(
+        self,
+        pack_id: str,
+        rack: RackState | None,
+        arm: ArmState | None,
+        vehicle: VehicleState | None,
+    ) -> list[str]:
+        """Every place the drivers' sensors report ``pack_id`` at."""
+        places = []
+        if rack is not None:
+            places += [slot_location(s.slot) for s in rack.slots if s.pack and s.pack.id == pack_id]
+        if arm is not None and arm.holding is not None and arm.holding.id == pack_id:
+            places.append(GRIPPER)
+        if vehicle is not None and vehicle.pack is not None and vehicle.pack.id == pack_id:
+            places.append(vehicle_location(vehicle.vehicle_id or "?"))
+        return places
+
     def snapshot(self, station: str, vehicle_id: str | None) -> Inventory:
         slots = []
         for cfg in sorted(self._rack.slots, key=lambda s: s.slot):
@@ -190,6 +246,11 @@ class PackLedger:
             consistent=not problems,
             problems=problems,
         )
+
+
+def _placeholder(pack_id: str) -> PackInfo:
+    """A pack the journal knows but no driver has described yet (type and SoC unknown)."""
+    return PackInfo(id=pack_id, type="unknown", soc=0.0, capacity_kwh=1.0)
 
 
 def _slot_of(location: str) -> int | None:

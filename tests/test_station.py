@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from controller.bus import Bus
 from controller.cli.demo import compare_with_world
 from controller.contract import (
     SWAP_PHASES,
@@ -124,8 +125,10 @@ async def test_malformed_commands_get_error_event_and_refusal(
         async def on_reply(topic: str, payload: bytes) -> None:
             replies.put_nowait(payload)
 
-        bus = st.operator.bus
+        # a raw client whose own size check is lifted, to reach the controller's
+        bus = Bus(url, client_id=f"{station_id}-raw", max_payload_bytes=200_000)
         await bus.subscribe(st.controller.topics.reply, on_reply)
+        await bus.start()
         bad = [
             b"not json",
             b"[1,2]",
@@ -141,7 +144,8 @@ async def test_malformed_commands_get_error_event_and_refusal(
         assert [r["id"] for r in got] == ["", "", "m1", "m2", "m3", "m4"]
         await st.controller.outbox.flush()
         await asyncio.sleep(0.1)
-        errors = [e for e in st.events if isinstance(e, ErrorEvent)]
+        await bus.stop()
+        errors = await st.wait_events(ErrorEvent, len(bad))
         assert len(errors) == len(bad)
         assert st.controller.station.mode is Mode.idle
 

@@ -35,12 +35,15 @@ from controller.contract.drivers import (
     WorldPack,
 )
 from controller.contract.operator import (
+    COMMAND_ARGS,
     OPERATOR_COMMANDS,
     SWAP_PHASES,
     AlarmRaised,
+    Alarms,
     ErrorEvent,
     Event,
     EventAdapter,
+    History,
     Inventory,
     Mode,
     ModeChanged,
@@ -58,6 +61,7 @@ from controller.contract.operator import (
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, DeviceId, Topics
 
 __all__ = [
+    "COMMAND_ARGS",
     "DEVICES",
     "DRIVER_ACTIONS",
     "DRIVER_ERROR_CODES",
@@ -70,6 +74,7 @@ __all__ = [
     "SWAP_PHASES",
     "AlarmInfo",
     "AlarmRaised",
+    "Alarms",
     "ArmState",
     "BayState",
     "DeviceId",
@@ -81,6 +86,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "EventAdapter",
+    "History",
     "IdentifyData",
     "Inventory",
     "Message",

@@ -43,19 +43,23 @@ class Phase(StrEnum):
 
 SWAP_PHASES: tuple[Phase, ...] = tuple(p for p in Phase if p is not Phase.waiting)
 
-#: Every operator command the station knows. Anything else is refused as unknown.
-OPERATOR_COMMANDS: tuple[str, ...] = (
-    "start",
-    "stop",
-    "hold",
-    "resume",
-    "abort",
-    "estop",
-    "clear",
-    "reset",
-    "maintenance",
-    "leave_maintenance",
-)
+#: Every operator command the station knows, with its arguments. Anything else is refused.
+COMMAND_ARGS: dict[str, str] = {
+    "start": "",
+    "stop": "",
+    "hold": "",
+    "resume": "",
+    "abort": "",
+    "estop": "",
+    "clear": "",
+    "reset": "",
+    "maintenance": "",
+    "leave_maintenance": "",
+    "ack": "alarm_id: str (or 'all')",
+    "manual": "device: str, action: str, args: object (maintenance mode only; same interlocks)",
+    "set_location": "pack_id: str, location: str (maintenance mode only; after inspection)",
+}
+OPERATOR_COMMANDS: tuple[str, ...] = tuple(COMMAND_ARGS)
 
 
 class OperatorCommand(Message):
@@ -199,3 +203,17 @@ Event = Annotated[
     Field(discriminator="kind"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class Alarms(Message):
+    """``swap/<station>/alarms`` (retained): active alarms, oldest first."""
+
+    station: str
+    alarms: list[AlarmInfo]
+
+
+class History(Message):
+    """``swap/<station>/history`` (retained): the most recent swaps, oldest first."""
+
+    station: str
+    swaps: list[SwapRecord]

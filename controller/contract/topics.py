@@ -52,6 +52,16 @@ class Topics:
         """Operator commands in (never retained)."""
         return f"{self.base}/cmd"
 
+    def cmd_from(self, user: str) -> str:
+        """Commands from one authenticated broker user: the broker's ACL lets only ``user``
+        write here, so the controller knows who sent a command without trusting the payload."""
+        _check_segment("user", user)
+        return f"{self.cmd}/{user}"
+
+    @property
+    def cmd_any_user(self) -> str:
+        return f"{self.cmd}/+"
+
     @property
     def reply(self) -> str:
         """Exactly one reply per operator command."""
@@ -66,6 +76,16 @@ class Topics:
     def inventory(self) -> str:
         """Retained inventory: every slot and pack."""
         return f"{self.base}/inventory"
+
+    @property
+    def alarms(self) -> str:
+        """Retained list of the station's active alarms."""
+        return f"{self.base}/alarms"
+
+    @property
+    def history(self) -> str:
+        """Retained list of the most recent swap records."""
+        return f"{self.base}/history"
 
     @property
     def controller(self) -> str:

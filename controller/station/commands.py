@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict
+from typing import Any
 
 from controller.contract import (
+    DRIVER_ACTIONS,
     OPERATOR_COMMANDS,
     ErrorEvent,
     Mode,
@@ -23,12 +24,11 @@ from controller.contract import (
     Reply,
     decode,
 )
-from controller.errors import CommandRefused
+from controller.errors import CommandRefused, SwapstationError
 from controller.station.station import Station
 
 log = logging.getLogger(__name__)
 
-_RECENT = 1024
 _QUEUE_MAX = 256
 
 
@@ -43,12 +43,36 @@ def _id_of(payload: bytes) -> str:
     return ""
 
 
+#: Required arguments of the commands that take any, and their types.
+_ARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "ack": {"alarm_id": str},
+    "manual": {"device": str, "action": str},
+    "set_location": {"pack_id": str, "location": str},
+}
+_OPTIONAL: dict[str, set[str]] = {"manual": {"args"}}
+
+
+def _check_args(cmd: str, args: dict[str, Any]) -> None:
+    required = _ARGS.get(cmd, {})
+    allowed = set(required) | _OPTIONAL.get(cmd, set())
+    extra = sorted(set(args) - allowed)
+    if extra:
+        if not allowed:
+            raise CommandRefused(cmd, f"{cmd} takes no arguments, got {extra}")
+        raise CommandRefused(cmd, f"unexpected argument(s) {extra}; {cmd} takes {sorted(allowed)}")
+    for name, kind in required.items():
+        if name not in args:
+            raise CommandRefused(cmd, f"missing argument {name!r}")
+        if not isinstance(args[name], kind):
+            raise CommandRefused(cmd, f"argument {name!r} has the wrong type")
+
+
 class CommandHandler:
     def __init__(self, station: Station) -> None:
         self._station = station
         self._topics = station.topics
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_MAX)
-        self._replies: OrderedDict[str, Reply] = OrderedDict()
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_QUEUE_MAX)
+        self._store = station.store
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -64,7 +88,7 @@ class CommandHandler:
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Bus handler for ``cmd``: queue, never block the dispatcher."""
         try:
-            self._queue.put_nowait(payload)
+            self._queue.put_nowait((topic, payload))
         except asyncio.QueueFull:
             self._error(topic, "command queue full; command dropped", payload)
             await self._reply(
@@ -78,9 +102,9 @@ class CommandHandler:
 
     async def _run(self) -> None:
         while True:
-            payload = await self._queue.get()
+            topic, payload = await self._queue.get()
             try:
-                await self._handle(payload)
+                await self._handle(topic, payload)
             except Exception:
                 log.exception("command handling failed")
                 await self._reply(
@@ -92,12 +116,17 @@ class CommandHandler:
                     )
                 )
 
-    async def _handle(self, payload: bytes) -> None:
+    def _sender(self, topic: str) -> str | None:
+        """The broker user a command came from (``cmd/<user>``; the ACL vouches for it)."""
+        prefix = self._topics.cmd + "/"
+        return topic[len(prefix) :] if topic.startswith(prefix) else None
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
         station = self._station
         try:
             command = decode(OperatorCommand, payload)
         except PayloadError as exc:
-            self._error(self._topics.cmd, exc.reason, payload)
+            self._error(topic, exc.reason, payload)
             await self._reply(
                 Reply(
                     id=_id_of(payload),
@@ -107,20 +136,24 @@ class CommandHandler:
                 )
             )
             return
-        earlier = self._replies.get(command.id)
-        if earlier is not None:
-            await self._reply(earlier)  # same answer, no second effect
+        now = station.clock.now()
+        if not self._store.record_command(
+            command.id, command.cmd, command.args, self._sender(topic), now
+        ):
+            earlier = self._store.command_result(command.id)
+            ok, error = earlier if earlier is not None else (False, "command still being handled")
+            await self._reply(  # the same answer again; the command had its effect once
+                Reply(id=command.id, ok=ok, error=error, cmd=command.cmd, mode=station.mode)
+            )
             return
         try:
-            await self.execute(command.cmd, command.args)
+            await self.execute(command.cmd, command.args, sender=self._sender(topic))
             reply = Reply(id=command.id, ok=True, cmd=command.cmd, mode=station.mode)
         except CommandRefused as exc:
             reply = Reply(
                 id=command.id, ok=False, cmd=command.cmd, error=exc.reason, mode=station.mode
             )
-        self._replies[command.id] = reply
-        while len(self._replies) > _RECENT:
-            self._replies.popitem(last=False)
+        self._store.record_command_result(command.id, reply.ok, reply.error, station.clock.now())
         await self._reply(reply)
 
     async def _reply(self, reply: Reply) -> None:
@@ -140,18 +173,22 @@ class CommandHandler:
         )
 
     # ---- the commands ----------------------------------------------------------------------
-    async def execute(self, cmd: str, args: dict[str, object]) -> None:
+    async def execute(self, cmd: str, args: dict[str, Any], *, sender: str | None = None) -> None:
         """Carry out one command or raise :class:`CommandRefused` having changed nothing."""
         station = self._station
         if cmd not in OPERATOR_COMMANDS:
-            raise CommandRefused(
-                cmd, f"unknown command {cmd!r}; known: {', '.join(OPERATOR_COMMANDS)}"
-            )
-        if args:
-            raise CommandRefused(cmd, f"{cmd} takes no arguments, got {sorted(args)}")
+            known = ", ".join(OPERATOR_COMMANDS)
+            raise CommandRefused(cmd, f"unknown command {cmd!r}; known: {known}")
+        _check_args(cmd, args)
         if cmd == "estop":  # valid from every mode, and idempotent
             if station.mode is not Mode.estopped:
                 await station.halt(Mode.estopped, "e-stop by operator")
+            return
+        if cmd == "ack":
+            self._ack(str(args["alarm_id"]), sender)
+            return
+        if cmd in ("manual", "set_location"):
+            await self._maintenance(cmd, args)
             return
         if not station.modes.can(cmd):
             valid = ", ".join(station.modes.valid_commands()) or "none"
@@ -173,6 +210,43 @@ class CommandHandler:
         await station.modes.fire(cmd)
         if cmd == "start":
             station.start_execute()
+
+    def _ack(self, alarm_id: str, sender: str | None) -> None:
+        station = self._station
+        ids = [a.id for a in station.alarms.active()] if alarm_id == "all" else [alarm_id]
+        for one in ids:
+            if not station.alarms.acknowledge(one):
+                raise CommandRefused("ack", f"no active alarm {one!r}")
+            self._store.ack_alarm(one, sender or "operator", station.clock.now())
+        station.alarms_changed()
+
+    async def _maintenance(self, cmd: str, args: dict[str, Any]) -> None:
+        station = self._station
+        if station.mode is not Mode.maintenance:
+            raise CommandRefused(cmd, f"only in maintenance mode (now {station.mode.value})")
+        if cmd == "set_location":
+            pack_id, location = str(args["pack_id"]), str(args["location"])
+            if pack_id not in station.ledger.locations:
+                raise CommandRefused(cmd, f"unknown pack {pack_id!r}")
+            occupant = station.ledger.at(location)
+            if occupant not in (None, pack_id) and location != "unknown":
+                raise CommandRefused(cmd, f"{location} already holds {occupant}")
+            try:
+                station.ledger.set_location(pack_id, location, "operator, after inspection")
+            except ValueError as exc:
+                raise CommandRefused(cmd, str(exc)) from None
+            station.inventory_changed()
+            return
+        device, action = str(args["device"]), str(args["action"])
+        if device not in DRIVER_ACTIONS or action not in DRIVER_ACTIONS[device]:
+            raise CommandRefused(cmd, f"no action {device}.{action}")
+        action_args = args.get("args") or {}
+        if not isinstance(action_args, dict):
+            raise CommandRefused(cmd, "args must be an object")
+        try:
+            await station.manual(device, action, action_args)
+        except SwapstationError as exc:
+            raise CommandRefused(cmd, str(exc)) from None
 
     def _precondition(self, cmd: str) -> str | None:
         """Why ``cmd`` may not run now although the mode allows it (None: it may)."""

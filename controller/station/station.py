@@ -25,7 +25,9 @@ from controller.config import StationConfig
 from controller.contract import (
     AlarmInfo,
     AlarmRaised,
+    Alarms,
     ErrorEvent,
+    History,
     Mode,
     ModeChanged,
     Phase,
@@ -38,8 +40,9 @@ from controller.contract import (
     VehicleArrived,
 )
 from controller.devices import Devices
-from controller.errors import SwapstationError
+from controller.errors import InterlockOpen, SwapstationError
 from controller.inventory import PackLedger
+from controller.station import interlocks
 from controller.station.alarms import AlarmBook
 from controller.station.gate import Halted, MotionGate
 from controller.station.machine import ModeMachine, PhaseMachine
@@ -47,6 +50,9 @@ from controller.station.outbox import Outbox
 from controller.station.swap import SwapRun, SwapSequencer
 
 log = logging.getLogger(__name__)
+
+#: How many recent swaps the retained history topic carries.
+HISTORY_LENGTH = 20
 
 
 def first_error(exc: BaseException) -> BaseException:
@@ -81,10 +87,12 @@ class Station:
         self.phases = PhaseMachine(self._on_phase_change)
         self.gate = MotionGate(devices=devices, clock=clock, mode=lambda: self.modes.mode)
         self.alarms = AlarmBook(clock, self._on_alarm)
+        self.store = ledger.journal
         self._sequencer = SwapSequencer(
             config=config,
             clock=clock,
             gate=self.gate,
+            devices=devices,
             ledger=ledger,
             enter_phase=self.phases.advance,
             wait_for_pack=self._wait_for_pack,
@@ -105,6 +113,18 @@ class Station:
         self.sent: list[tuple[float, str, str]] = []
         self.swap_listeners: list[Callable[[SwapRecord], None]] = []
         outbox.register_snapshot(self.topics.status, self.status)
+        outbox.register_snapshot(
+            self.topics.alarms,
+            lambda: Alarms(ts=clock.now(), station=config.station_id, alarms=self.alarms.active()),
+        )
+        outbox.register_snapshot(
+            self.topics.history,
+            lambda: History(
+                ts=clock.now(),
+                station=config.station_id,
+                swaps=list(reversed(self.store.swaps(HISTORY_LENGTH))),
+            ),
+        )
         outbox.register_snapshot(
             self.topics.inventory,
             lambda: ledger.snapshot(config.station_id, self.run.vehicle_id if self.run else None),
@@ -181,11 +201,20 @@ class Station:
         self._outbox.dirty(self.topics.status)
 
     def _on_alarm(self, alarm: AlarmInfo) -> None:
+        self.store.raise_alarm(alarm)
+        self._outbox.dirty(self.topics.alarms)
         self._outbox.event(
             self.topics.events,
             AlarmRaised(ts=self.clock.now(), station=self.config.station_id, alarm=alarm),
         )
         self._outbox.dirty(self.topics.status)
+
+    def alarms_changed(self) -> None:
+        self._outbox.dirty(self.topics.alarms)
+        self._outbox.dirty(self.topics.status)
+
+    def inventory_changed(self) -> None:
+        self._outbox.dirty(self.topics.inventory)
 
     def record_sent(self, device: str, action: str, args: dict[str, Any]) -> None:
         self.sent.append((self.clock.monotonic(), device, action))
@@ -230,6 +259,80 @@ class Station:
             self.reason = f"{device} driver offline"
             self._spawn(self.modes.fire("suspend"))
 
+    # ---- after a restart ------------------------------------------------------------------
+    async def recover_from_journal(self) -> None:
+        """Come up from the journal: if a swap or a pack move was in flight when the controller
+        stopped, come up aborted with a "recovery needed" alarm saying where every pack is (or
+        that its place is unknown), and never move on its own."""
+        store = self.store
+        self.ledger.locations = dict(store.pack_locations())
+        in_flight = store.swap_in_flight()
+        open_moves = store.open_moves()
+        if in_flight is None and not open_moves:
+            return
+        now = self.clock.now()
+        for move in open_moves:
+            store.fail_move(move.move_id, "controller restarted mid-move", now, location="unknown")
+            self.ledger.locations[move.pack_id] = "unknown"
+        if in_flight is not None:
+            store.end_swap(in_flight, "aborted", now)
+        where = ", ".join(f"{p} at {loc}" for p, loc in sorted(self.ledger.in_station().items()))
+        unknown = [p for p, loc in self.ledger.locations.items() if loc == "unknown"]
+        self.reason = f"recovery needed: swap {in_flight or '?'} was in flight at restart"
+        await self.modes.fire("abort")
+        await self.modes.fire("finish_abort")
+        text = f"{self.reason}. Packs: {where}."
+        if unknown:
+            text += f" Location unknown: {', '.join(sorted(unknown))}."
+        self.alarms.raise_(
+            "recovery_needed",
+            Severity.critical,
+            text,
+            "Inspect the station. Clear, enter maintenance, finish by hand with 'manual' moves "
+            "and 'set_location' for packs whose place is unknown, then leave maintenance and "
+            "reset.",
+        )
+        self._outbox.dirty(self.topics.inventory)
+
+    # ---- maintenance: the operator's hands -------------------------------------------------
+    async def manual(self, device: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One driver action by hand, in maintenance mode, behind the same interlocks."""
+        reasons = interlocks.for_motion(self.devices, device, action, args)
+        if reasons:
+            raise InterlockOpen(device, action, reasons)
+        arm = self.devices.arm
+        moving_pack: tuple[int, str, str] | None = None
+        if device == "arm" and action in ("lift", "lower") and arm is not None:
+            here = self._arm_place(arm.position)
+            if action == "lift":
+                pack_id = self.ledger.at(here) if here else None
+                if pack_id:
+                    move_id = self.ledger.begin_move(pack_id, here or "", "gripper")
+                    moving_pack = (move_id, pack_id, "gripper")
+            else:
+                pack_id = self.ledger.at("gripper")
+                if pack_id and here:
+                    moving_pack = (self.ledger.begin_move(pack_id, "gripper", here), pack_id, here)
+        try:
+            data = await self.devices[device].command(action, **args)
+        except SwapstationError as exc:
+            if moving_pack:
+                move_id, pack_id, _ = moving_pack
+                self.ledger.fail_move(move_id, pack_id, "unknown", str(exc))
+            raise
+        if moving_pack:
+            self.ledger.confirm_move(*moving_pack)
+        self._outbox.dirty(self.topics.inventory)
+        return data
+
+    def _arm_place(self, position: str) -> str | None:
+        if position.startswith("slot:"):
+            return position
+        if position == "vehicle":
+            vehicle = self.devices.vehicle
+            return f"vehicle:{vehicle.vehicle_id}" if vehicle and vehicle.vehicle_id else None
+        return None
+
     # ---- execute: swapping trucks one after another ----------------------------------------
     def start_execute(self) -> None:
         self._execute_task = asyncio.create_task(self._execute(), name="station-execute")
@@ -273,6 +376,7 @@ class Station:
             manoeuvre_s=vehicle.manoeuvre_s,
         )
         self.run, self.gate.touched, self.gate.held_s = run, set(), 0.0
+        self.store.begin_swap(run.swap_id, plate, run.started_at)
         self._served[plate] = None
         self._outbox.event(
             self.topics.events,
@@ -309,6 +413,8 @@ class Station:
             reason=reason,
         )
         self.records.append(record)
+        self.store.record_swap(record)
+        self._outbox.dirty(self.topics.history)
         self.run = None
         self._outbox.event(
             self.topics.events,

@@ -21,9 +21,10 @@ from pydantic import BaseModel, ValidationError
 from controller.clock import Clock
 from controller.config import StationConfig
 from controller.contract import IdentifyData, PackInfo, Phase, SwapRecord, VerifyData
-from controller.errors import DeviceFailed, PhaseDeadlineExceeded
-from controller.inventory import GRIPPER, PackLedger, slot_location, vehicle_location
-from controller.station.gate import MotionGate
+from controller.devices import Devices
+from controller.errors import DeviceFailed, PackLost, PhaseDeadlineExceeded
+from controller.inventory import GRIPPER, UNKNOWN, PackLedger, slot_location, vehicle_location
+from controller.station.gate import STATE_SETTLE_S, MotionGate
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=BaseModel)
@@ -96,6 +97,7 @@ class SwapSequencer:
         config: StationConfig,
         clock: Clock,
         gate: MotionGate,
+        devices: Devices,
         ledger: PackLedger,
         enter_phase: Callable[[Phase], Awaitable[None]],
         wait_for_pack: Callable[[str], Awaitable[int]],
@@ -104,6 +106,7 @@ class SwapSequencer:
         self._cfg = config
         self._clock = clock
         self._gate = gate
+        self._devices = devices
         self._ledger = ledger
         self._enter_phase = enter_phase
         self._wait_for_pack = wait_for_pack
@@ -124,6 +127,42 @@ class SwapSequencer:
         finally:
             self._gate.deadline = None
             run.phases[phase.value] = self._clock.monotonic() - run.phase_started
+
+    async def _move_pack(
+        self, run: SwapRun, pack_id: str, src: str, dst: str, action: str, **args: Any
+    ) -> None:
+        """One arm action that moves a pack: journal the intent, act, check the sensors agree,
+        journal the outcome. A pack whose place the sensors cannot confirm becomes ``unknown``."""
+        move_id = self._ledger.begin_move(pack_id, src, dst, swap_id=run.swap_id)
+        self._inventory_changed()
+        try:
+            await self._gate.send("arm", action, **args)
+            await self._sensors_agree(pack_id, dst, action)
+        except BaseException as exc:
+            where = self._reported_place(pack_id)
+            self._ledger.fail_move(move_id, pack_id, where, f"{action}: {exc!r}")
+            self._inventory_changed()
+            raise
+        self._ledger.confirm_move(move_id, pack_id, dst)
+        self._inventory_changed()
+
+    def _reported_place(self, pack_id: str) -> str:
+        d = self._devices
+        places = self._ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
+        return places[0] if len(places) == 1 else UNKNOWN
+
+    async def _sensors_agree(self, pack_id: str, expected: str, action: str) -> None:
+        """A ``done`` is believed only when the sensors say the same (a driver may be wrong)."""
+        ok = await self._devices.wait_until(
+            lambda: self._reported_place(pack_id) == expected, STATE_SETTLE_S
+        )
+        if not ok:
+            seen = self._reported_place(pack_id)
+            raise PackLost(pack_id, expected, seen, f"arm.{action} reported done")
+
+    async def _keeps_holding(self, pack_id: str) -> None:
+        """After an arm move with a pack, the gripper must still report it."""
+        await self._sensors_agree(pack_id, GRIPPER, "move")
 
     async def run(self, run: SwapRun) -> None:
         send = self._gate.send
@@ -160,34 +199,29 @@ class SwapSequencer:
         async with self._phase(run, Phase.unlock):
             await send("bay", "unlock")
 
-        vehicle_loc = vehicle_location(run.vehicle_id)
+        on_vehicle = vehicle_location(run.vehicle_id)
+        stow, fetch = slot_location(run.stow_slot), slot_location(run.fetch_slot)
         async with self._phase(run, Phase.remove):
-            await send("arm", "lift")
-            ledger.move(pack.id, vehicle_loc, GRIPPER)
-            self._inventory_changed()
+            await self._move_pack(run, pack.id, on_vehicle, GRIPPER, "lift")
 
         async with self._phase(run, Phase.stow):
             await send("arm", "move", target="slot", slot=run.stow_slot)
-            await send("arm", "lower")
-            ledger.move(pack.id, GRIPPER, slot_location(run.stow_slot))
-            self._inventory_changed()
+            await self._keeps_holding(pack.id)
+            await self._move_pack(run, pack.id, GRIPPER, stow, "lower")
             await send("rack", "dock", slot=run.stow_slot)
 
         async with self._phase(run, Phase.fetch):
-            await send("arm", "move", target="slot", slot=run.fetch_slot)
-            await send("arm", "lift")
-            fresh = ledger.at(slot_location(run.fetch_slot))
+            fresh = ledger.at(fetch)
             if fresh is None:
                 raise DeviceFailed("rack", "fetch", "empty_slot", f"slot {run.fetch_slot} empty")
             run.pack_in = ledger.packs[fresh]
-            ledger.move(fresh, slot_location(run.fetch_slot), GRIPPER)
-            self._inventory_changed()
+            await send("arm", "move", target="slot", slot=run.fetch_slot)
+            await self._move_pack(run, fresh, fetch, GRIPPER, "lift")
 
         async with self._phase(run, Phase.insert):
             await send("arm", "move", target="vehicle")
-            await send("arm", "lower")
-            ledger.move(fresh, GRIPPER, vehicle_loc)
-            self._inventory_changed()
+            await self._keeps_holding(fresh)
+            await self._move_pack(run, fresh, GRIPPER, on_vehicle, "lower")
 
         async with self._phase(run, Phase.lock):
             await send("bay", "lock")
