@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from controller.bus import Bus, LastWill
 from controller.clock import Clock
 from controller.config import BrokerConfig, StationConfig
-from controller.contract import OFFLINE, ONLINE, ErrorEvent, Topics
+from controller.contract import OFFLINE, ONLINE, ErrorEvent, Mode, Topics
 from controller.devices import Devices
 from controller.errors import BusError
 from controller.inventory import PackLedger
@@ -100,6 +100,7 @@ class Controller:
             ack_timeout_s=config.swap.ack_timeout_s,
             on_bad_input=self._bad_input,
             on_command=self._command_sent,
+            patient=self._patient,
         )
         self.station = Station(
             config,
@@ -111,6 +112,11 @@ class Controller:
         )
         self.commands = CommandHandler(self.station)
 
+    def _patient(self) -> bool:
+        """Wait for a driver's answer rather than fail, while the station is held or the broker
+        is away: the operator decides what happens next, not a timer."""
+        return not self.bus.connected or self.station.mode in (Mode.held, Mode.suspended)
+
     def _command_sent(self, device: str, action: str, args: dict[str, Any]) -> None:
         self.station.record_sent(device, action, args)
 
@@ -120,6 +126,7 @@ class Controller:
         await self.bus.subscribe(self.topics.cmd, self.commands.on_message)
         await self.bus.subscribe(self.topics.cmd_any_user, self.commands.on_message)
         self.bus.on_connect(self._announce)
+        self.bus.on_disconnect(self.station.broker_lost)
         self.outbox.start()
         self.commands.start()
         try:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.contract import SWAP_PHASES
+from controller.contract import DRIVER_ACTIONS, SWAP_PHASES
 from controller.contract.common import Id
 from controller.errors import ConfigError
 
@@ -38,12 +38,35 @@ class BrokerConfig(Strict):
     reconnect_max_s: float = Field(default=5.0, gt=0)
 
 
+#: Actions that move a pack. Retrying one automatically is never safe: after a failure nobody
+#: knows whether the pack is half lifted, so they are left to an operator.
+NEVER_RETRIED = frozenset({"arm.lift", "arm.lower"})
+
+
+class StepPolicy(Strict):
+    """How one driver action is supervised: its own deadline, and how often it is retried."""
+
+    deadline_s: float | None = Field(default=None, gt=0, description="station s per attempt")
+    retries: int = Field(default=0, ge=0, le=5)
+
+
 class SwapConfig(Strict):
     budget_s: float = Field(default=180.0, gt=0)
     phase_deadlines_s: dict[str, Annotated[float, Field(gt=0)]]
     ack_timeout_s: float = Field(
         default=3.0, gt=0, description="Real seconds for a driver to accept a command"
     )
+    steps: dict[str, StepPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _steps_name_real_actions(self) -> Self:
+        for key, policy in self.steps.items():
+            device, _, action = key.partition(".")
+            if action not in DRIVER_ACTIONS.get(device, {}):
+                raise ValueError(f"steps.{key}: no such driver action (write device.action)")
+            if key in NEVER_RETRIED and policy.retries:
+                raise ValueError(f"steps.{key}: moves a pack, so it is never retried")
+        return self
 
     @model_validator(mode="after")
     def _every_phase_has_a_deadline(self) -> Self:

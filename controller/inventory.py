@@ -73,6 +73,12 @@ class PackLedger:
         self.refresh_rack(rack)
         self.seeded = True
 
+    def load(self, locations: dict[str, str]) -> None:
+        """Take the journal's locations (start-up); pack data follows from driver reports."""
+        self.locations = dict(locations)
+        for pack_id in self.locations:
+            self.packs.setdefault(pack_id, _placeholder(pack_id))
+
     def refresh_rack(self, rack: RackState) -> None:
         """Update state of charge and charger data of packs the ledger has in slots."""
         for s in rack.slots:

@@ -39,6 +39,9 @@ def station_config(
     data["swap"]["phase_deadlines_s"] = {
         k: v * DEADLINE_SLACK for k, v in data["swap"]["phase_deadlines_s"].items()
     }
+    for step in data["swap"]["steps"].values():
+        if step.get("deadline_s"):
+            step["deadline_s"] *= DEADLINE_SLACK
     for dotted, value in changes.items():
         node = data
         *parents, leaf = dotted.split("__")

@@ -140,6 +140,7 @@ class Bus:
         self._publish_timeout = publish_timeout_s
         self._handlers: list[tuple[str, Handler]] = []
         self._hooks: list[ConnectHook] = []
+        self._lost_hooks: list[Callable[[], None]] = []
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -231,6 +232,10 @@ class Bus:
             except aiomqtt.MqttError as exc:
                 log.warning("subscribe %s failed (renewed on reconnect): %s", topic_filter, exc)
 
+    def on_disconnect(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` (synchronously) when an established connection is lost."""
+        self._lost_hooks.append(hook)
+
     def on_connect(self, hook: ConnectHook) -> None:
         """Run ``hook`` after every (re)connect, e.g. to republish retained state."""
         self._hooks.append(hook)
@@ -310,7 +315,11 @@ class Bus:
                 if self._connected.is_set():
                     log.warning("lost connection to %s: %s", self.url, exc)
             finally:
+                was_connected = self._connected.is_set()
                 self._connected.clear()
+                if was_connected and not self._stopping:
+                    for lost in list(self._lost_hooks):
+                        lost()
             if self._stopping:
                 break
             await asyncio.sleep(backoff)

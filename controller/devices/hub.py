@@ -35,6 +35,7 @@ class Devices:
         ack_timeout_s: float,
         on_bad_input: BadInput,
         on_command: CommandSent | None = None,
+        patient: Callable[[], bool] | None = None,
     ) -> None:
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[str], None]] = []
@@ -48,6 +49,7 @@ class Devices:
                 on_bad_input=on_bad_input,
                 on_command=on_command,
                 on_change=self._notify,
+                patient=patient,
             )
             for d in DEVICES
         }
@@ -79,6 +81,19 @@ class Devices:
         except TimeoutError:
             return predicate()
         return True
+
+    async def resend_inflight(self) -> int:
+        """Re-send every unfinished command (same ids; drivers execute an id once)."""
+        sent = 0
+        for proxy in self.proxies.values():
+            sent += await proxy.resend_inflight()
+        return sent
+
+    def forget_liveness(self) -> None:
+        """After losing the broker, nobody's liveness is known until they announce it again
+        (the broker may have restarted without the retained flags or firing any will)."""
+        for proxy in self.proxies.values():
+            proxy.online = None
 
     def offline(self) -> list[str]:
         """Drivers not known to be online (offline or never heard of)."""

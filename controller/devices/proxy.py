@@ -54,6 +54,8 @@ class DeviceProxy:
         on_bad_input: told about malformed payloads and results for unknown command ids.
         on_command: told about every command just before it is sent (tests and the journal).
         on_change: called after the state or liveness changed.
+        patient: while this says True (station held, broker away), a missing ``accepted`` is
+            waited for instead of failing the command.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class DeviceProxy:
         on_bad_input: BadInput,
         on_command: CommandSent | None = None,
         on_change: Callable[[str], None] | None = None,
+        patient: Callable[[], bool] | None = None,
     ) -> None:
         self.device = device
         self._bus = bus
@@ -78,6 +81,9 @@ class DeviceProxy:
         self._on_change = on_change
         self._pending: PendingRequests[DriverResult] = PendingRequests()
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._patient = patient or (lambda: False)
+        #: Commands sent and not yet finished, by id (re-sent as they are after an outage).
+        self.inflight: dict[str, DriverCommand] = {}
         self.state: DeviceState | None = None
         self.online: bool | None = None
 
@@ -145,22 +151,22 @@ class DeviceProxy:
         with self._pending.open(command_id) as replies:
             if self._on_command:
                 self._on_command(self.device, action, args)
+            self.inflight[command_id] = cmd
             try:
-                await self._bus.publish(self._topics.driver_cmd(self.device), cmd)
                 try:
-                    result = await asyncio.wait_for(replies.get(), self._ack_timeout)
-                except TimeoutError:
-                    raise DeviceTimeout(
-                        self.device,
-                        action,
-                        "no_ack",
-                        f"not accepted within {self._ack_timeout:g} s",
-                    ) from None
+                    await self._bus.publish(self._topics.driver_cmd(self.device), cmd)
+                except BusDisconnected as exc:
+                    # In doubt, not failed: the driver may have it. While the station is held
+                    # for the broker, keep it in flight; resume re-sends it under the same id.
+                    if not self._patient():
+                        raise DeviceTimeout(
+                            self.device, action, "bus_disconnected", str(exc)
+                        ) from exc
+                result = await self._await_accepted(replies, action)
                 while result.status == "accepted":
                     result = await replies.get()
-            except BusDisconnected as exc:
-                raise DeviceTimeout(self.device, action, "bus_disconnected", str(exc)) from exc
             finally:
+                del self.inflight[command_id]
                 # Also when abandoned (cancelled, timed out): a late result is then expected,
                 # not bad input.
                 self._remember(command_id)
@@ -169,6 +175,32 @@ class DeviceProxy:
                 self.device, action, result.error_code or "failed", result.error or ""
             )
         return result.data
+
+    async def _await_accepted(
+        self, replies: asyncio.Queue[DriverResult], action: str
+    ) -> DriverResult:
+        while True:
+            try:
+                return await asyncio.wait_for(replies.get(), self._ack_timeout)
+            except TimeoutError:
+                if not self._patient():
+                    raise DeviceTimeout(
+                        self.device,
+                        action,
+                        "no_ack",
+                        f"not accepted within {self._ack_timeout:g} s",
+                    ) from None
+
+    async def resend_inflight(self) -> int:
+        """Publish every unfinished command again, under its own id.
+
+        After the broker or the driver was away, a result may have been lost. The driver
+        executes a command id once and answers a repeat with its last result, so this recovers
+        lost results without running anything twice.
+        """
+        for cmd in list(self.inflight.values()):
+            await self._bus.publish(self._topics.driver_cmd(self.device), cmd)
+        return len(self.inflight)
 
     def _remember(self, command_id: str) -> None:
         self._finished[command_id] = None

@@ -17,6 +17,7 @@ from typing import Any
 from controller.contract import (
     DRIVER_ACTIONS,
     OPERATOR_COMMANDS,
+    CommandHandled,
     ErrorEvent,
     Mode,
     OperatorCommand,
@@ -155,6 +156,18 @@ class CommandHandler:
             )
         self._store.record_command_result(command.id, reply.ok, reply.error, station.clock.now())
         await self._reply(reply)
+        station.event(
+            CommandHandled(
+                ts=station.clock.now(),
+                station=station.config.station_id,
+                id=command.id,
+                cmd=command.cmd,
+                args=command.args,
+                sender=self._sender(topic),
+                ok=reply.ok,
+                error=reply.error,
+            )
+        )
 
     async def _reply(self, reply: Reply) -> None:
         reply = reply.model_copy(update={"ts": self._station.clock.now()})
@@ -210,6 +223,10 @@ class CommandHandler:
         await station.modes.fire(cmd)
         if cmd == "start":
             station.start_execute()
+        if cmd == "resume":
+            # Results lost while the broker or a driver was away are recovered by asking
+            # again under the same ids; drivers execute an id once.
+            await station.devices.resend_inflight()
 
     def _ack(self, alarm_id: str, sender: str | None) -> None:
         station = self._station

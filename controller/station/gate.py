@@ -10,14 +10,24 @@ of them to make itself safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.clock import Clock
+from controller.config import StepPolicy
 from controller.contract import MOTION_ACTIONS, Mode
 from controller.devices import Devices
-from controller.errors import InterlockOpen
+from controller.errors import (
+    DeviceError,
+    DeviceOffline,
+    DeviceTimeout,
+    InterlockOpen,
+    SwapstationError,
+)
 from controller.station import interlocks
+
+log = logging.getLogger(__name__)
 
 #: Real seconds to let drivers' states catch up before an interlock counts as open.
 STATE_SETTLE_S = 1.0
@@ -34,50 +44,98 @@ class MotionGate:
         devices: Devices,
         clock: Clock,
         mode: Callable[[], Mode],
+        steps: Mapping[str, StepPolicy] | None = None,
         settle_s: float = STATE_SETTLE_S,
     ) -> None:
         self._devices = devices
         self._clock = clock
         self._mode = mode
         self._settle_s = settle_s
+        self._steps = dict(steps or {})
+        #: (device, action, error code) of every retry, for reports and tests.
+        self.retries: list[tuple[str, str, str]] = []
         self._mode_changed = asyncio.Event()
         self.touched: set[str] = set()
         self.deadline: asyncio.Timeout | None = None
         self.held_s = 0.0
+        self._paused_at: float | None = None
+        self._remaining: float | None = None
 
     def mode_changed(self) -> None:
-        """The station calls this on every mode change to wake a waiting swap."""
+        """The station calls this on every mode change.
+
+        It wakes a swap waiting at the gate, and pauses the phase deadline while the station is
+        held or suspended (also for a command already under way, e.g. one whose driver went
+        offline): time an operator holds the station is not the phase's fault. It still counts
+        against the swap's budget.
+        """
         self._mode_changed.set()
         self._mode_changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        mode = self._mode()
+        if mode in (Mode.held, Mode.suspended) and self._paused_at is None:
+            self._paused_at = loop.time()
+            deadline = self.deadline
+            when = deadline.when() if deadline is not None else None
+            self._remaining = None if when is None else when - self._paused_at
+            if deadline is not None:
+                deadline.reschedule(None)
+        elif mode not in (Mode.held, Mode.suspended) and self._paused_at is not None:
+            now = loop.time()
+            self.held_s += (now - self._paused_at) * self._clock.time_scale
+            self._paused_at = None
+            if self.deadline is not None and self._remaining is not None:
+                self.deadline.reschedule(now + self._remaining)
+            self._remaining = None
+
+    def new_phase(self, deadline: asyncio.Timeout | None) -> None:
+        """A phase began (with its deadline) or ended (``None``)."""
+        self.deadline = deadline
+        self._remaining = None
+        if deadline is not None and self._paused_at is not None:
+            when = deadline.when()
+            self._remaining = None if when is None else when - self._paused_at
+            deadline.reschedule(None)
 
     async def wait_for_execute(self) -> None:
-        """Return once the station is in execute; raise :class:`Halted` if it never will be.
-
-        While held or suspended the phase deadline is paused: the time an operator holds the
-        station is not the phase's fault. (It still counts against the swap's budget.)
-        """
-        if self._mode() is Mode.execute:
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = self.deadline
-        when = deadline.when() if deadline is not None else None
-        remaining = None if when is None else when - started
-        if deadline is not None:
-            deadline.reschedule(None)
-        try:
-            while (mode := self._mode()) is not Mode.execute:
-                if mode not in (Mode.held, Mode.suspended):
-                    raise Halted(mode.value)
-                await self._mode_changed.wait()
-        finally:
-            now = loop.time()
-            self.held_s += (now - started) * self._clock.time_scale
-            if deadline is not None and remaining is not None:
-                deadline.reschedule(now + remaining)
+        """Return once the station is in execute; raise :class:`Halted` if it never will be."""
+        while (mode := self._mode()) is not Mode.execute:
+            if mode not in (Mode.held, Mode.suspended):
+                raise Halted(mode.value)
+            await self._mode_changed.wait()
 
     async def send(self, device: str, action: str, **args: Any) -> dict[str, Any]:
-        """Send one command through the gate and return the driver's result data."""
+        """Send one command through the gate and return the driver's result data.
+
+        A step with a policy in ``swap.steps`` gets its own deadline per attempt and, when the
+        failure is one a retry may cure, that many more attempts; before each retry the device
+        is told to ``stop`` so a hung action cannot run twice.
+        """
+        policy = self._steps.get(f"{device}.{action}")
+        attempts = 1 + (policy.retries if policy else 0)
+        for attempt in range(1, attempts + 1):
+            await self._pass(device, action, args)
+            try:
+                async with self._clock.deadline(policy.deadline_s if policy else None):
+                    return await self._devices[device].command(action, **args)
+            except TimeoutError:
+                deadline = policy.deadline_s if policy else 0.0
+                error: DeviceError = DeviceTimeout(
+                    device, action, "step_deadline", f"no result within {deadline:g} s"
+                )
+            except DeviceError as exc:
+                error = exc
+            if attempt == attempts or not retry_may_cure(error):
+                raise error
+            self.retries.append((device, action, error.code))
+            log.warning(
+                "%s.%s failed (%s); retry %d of %d", device, action, error, attempt, attempts - 1
+            )
+            await self._make_safe(device)
+        raise AssertionError("unreachable")
+
+    async def _pass(self, device: str, action: str, args: dict[str, Any]) -> None:
+        """Wait for execute, then check the interlocks (letting driver states catch up)."""
         await self.wait_for_execute()
         reasons = interlocks.for_motion(self._devices, device, action, args)
         if reasons:
@@ -91,4 +149,32 @@ class MotionGate:
             await self.wait_for_execute()
         if (device, action) in MOTION_ACTIONS:
             self.touched.add(device)
-        return await self._devices[device].command(action, **args)
+
+    async def _make_safe(self, device: str) -> None:
+        try:
+            await self._devices[device].command("stop")
+        except SwapstationError as exc:
+            log.warning("%s did not confirm stop before a retry: %s", device, exc)
+
+
+#: Failure codes no retry can cure: the safety chain, physics, or a malformed request.
+NOT_CURABLE = frozenset(
+    {
+        "estop",
+        "light_curtain",
+        "stopped",
+        "impossible",
+        "pack_dropped",
+        "unknown_action",
+        "bad_args",
+        "bad_request",
+        "offline",
+    }
+)
+
+
+def retry_may_cure(error: DeviceError) -> bool:
+    """The one place that decides whether a failed step is worth another attempt."""
+    if isinstance(error, DeviceOffline):
+        return False  # the station holds for the operator instead
+    return error.code not in NOT_CURABLE

@@ -85,7 +85,9 @@ class Station:
         self._outbox = outbox
         self.modes = ModeMachine(self._on_mode_change)
         self.phases = PhaseMachine(self._on_phase_change)
-        self.gate = MotionGate(devices=devices, clock=clock, mode=lambda: self.modes.mode)
+        self.gate = MotionGate(
+            devices=devices, clock=clock, mode=lambda: self.modes.mode, steps=config.swap.steps
+        )
         self.alarms = AlarmBook(clock, self._on_alarm)
         self.store = ledger.journal
         self._sequencer = SwapSequencer(
@@ -254,10 +256,20 @@ class Station:
                     if vehicle_id:
                         self.ledger.depart(vehicle_id)
                     self._outbox.dirty(self.topics.inventory)
-        offline = self.devices[device].online is False
-        if offline and self.mode is Mode.execute and self.run is None:
-            self.reason = f"{device} driver offline"
-            self._spawn(self.modes.fire("suspend"))
+        if self.devices[device].online is False and self.mode is Mode.execute:
+            self._pause(f"{device} driver offline")
+
+    def broker_lost(self) -> None:
+        """The bus lost the broker: stop issuing commands until an operator resumes."""
+        self.devices.forget_liveness()
+        if self.mode is Mode.execute:
+            self._pause("broker connection lost")
+
+    def _pause(self, reason: str) -> None:
+        """Something external is missing: hold a swap under way (the operator resumes it once
+        it is safe), or suspend between swaps."""
+        self.reason = reason
+        self._spawn(self.modes.fire("hold" if self.run is not None else "suspend"))
 
     # ---- after a restart ------------------------------------------------------------------
     async def recover_from_journal(self) -> None:
@@ -265,7 +277,7 @@ class Station:
         stopped, come up aborted with a "recovery needed" alarm saying where every pack is (or
         that its place is unknown), and never move on its own."""
         store = self.store
-        self.ledger.locations = dict(store.pack_locations())
+        self.ledger.load(store.pack_locations())
         in_flight = store.swap_in_flight()
         open_moves = store.open_moves()
         if in_flight is None and not open_moves:
@@ -448,6 +460,10 @@ class Station:
             log.warning("could not publish to %s: %s", topic, exc)
 
     def error_event(self, event: ErrorEvent) -> None:
+        self._outbox.event(self.topics.events, event)
+
+    def event(self, event: BaseModel) -> None:
+        """Publish ``event`` on the events topic, in order, without waiting."""
         self._outbox.event(self.topics.events, event)
 
     # ---- halting ---------------------------------------------------------------------------

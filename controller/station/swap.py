@@ -120,12 +120,12 @@ class SwapSequencer:
         run.phase_started = self._clock.monotonic()
         try:
             async with self._clock.deadline(deadline) as timeout:
-                self._gate.deadline = timeout
+                self._gate.new_phase(timeout)
                 yield
         except TimeoutError:
             raise PhaseDeadlineExceeded(phase.value, deadline) from None
         finally:
-            self._gate.deadline = None
+            self._gate.new_phase(None)
             run.phases[phase.value] = self._clock.monotonic() - run.phase_started
 
     async def _move_pack(
