@@ -198,8 +198,27 @@ class ErrorEvent(Message):
     payload_excerpt: str = Field(default="", max_length=200)
 
 
+class CommandHandled(Message):
+    """The audit trail: an operator command, who sent it, and what became of it."""
+
+    kind: Literal["command"] = "command"
+    station: str
+    id: str
+    cmd: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    sender: str | None = Field(default=None, description="Broker user, from cmd/<user>")
+    ok: bool
+    error: str | None = None
+
+
 Event = Annotated[
-    PhaseChanged | ModeChanged | AlarmRaised | VehicleArrived | SwapFinished | ErrorEvent,
+    PhaseChanged
+    | ModeChanged
+    | AlarmRaised
+    | VehicleArrived
+    | SwapFinished
+    | ErrorEvent
+    | CommandHandled,
     Field(discriminator="kind"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
