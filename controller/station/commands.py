@@ -283,6 +283,8 @@ class CommandHandler:
             if not station.ledger.seeded:
                 problems.append("rack inventory not yet reported")
             problems += station.ledger.problems()
+            d = station.devices
+            problems += station.ledger.disagreements(d.rack, d.arm, d.vehicle)
             if station.ledger.at("gripper"):
                 problems.append("the gripper holds a pack: put it away in maintenance first")
             return "; ".join(problems) or None

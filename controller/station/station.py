@@ -230,13 +230,12 @@ class Station:
             elif safety is not None and safety.light_curtain_broken and self.mode is Mode.execute:
                 self.reason = "light curtain broken"
                 self._spawn(self.modes.fire("hold"))
-        elif device == "rack":
+        elif device in ("rack", "arm", "vehicle") and not self.ledger.seeded:
+            self._seed_and_reconcile()
+        if device == "rack" and self.ledger.seeded:
             rack = self.devices.rack
             if rack is not None:
-                if not self.ledger.seeded:
-                    self.ledger.seed(rack, self.devices.arm, self.devices.vehicle)
-                else:
-                    self.ledger.refresh_rack(rack)
+                self.ledger.refresh_rack(rack)
                 self._outbox.dirty(self.topics.inventory)
                 wanted = self._awaiting_pack
                 if (
@@ -304,6 +303,35 @@ class Station:
             "and 'set_location' for packs whose place is unknown, then leave maintenance and "
             "reset.",
         )
+        self._outbox.dirty(self.topics.inventory)
+
+    def _seed_and_reconcile(self) -> None:
+        """Once rack, arm and vehicle have reported: learn the packs, and reconcile the journal
+        with the sensors. A pack whose move was cut short (``unknown``) takes the place the
+        sensors report, if exactly one; a confirmed place the sensors contradict is not
+        overwritten but raised as an alarm for an operator to inspect."""
+        d = self.devices
+        if d.rack is None or d.arm is None or d.vehicle is None:
+            return
+        self.ledger.seed(d.rack, d.arm, d.vehicle)
+        mismatches = []
+        for pack_id, loc in sorted(self.ledger.in_station().items()):
+            places = self.ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
+            if loc == "unknown" and len(places) == 1:
+                self.ledger.set_location(pack_id, places[0], "reconciled with the sensors")
+            elif loc != "unknown" and places and loc not in places:
+                mismatches.append(f"{pack_id}: journal {loc}, sensors {', '.join(places)}")
+        for problem in self.ledger.disagreements(d.rack, d.arm, d.vehicle):
+            if "ledger does not know it" in problem:
+                mismatches.append(problem)
+        if mismatches:
+            self.alarms.raise_(
+                "inventory_mismatch",
+                Severity.error,
+                "the journal and the drivers disagree: " + "; ".join(mismatches),
+                "Inspect the packs named; in maintenance, use set_location to record what you "
+                "find. The station will not start while they disagree.",
+            )
         self._outbox.dirty(self.topics.inventory)
 
     # ---- maintenance: the operator's hands -------------------------------------------------
