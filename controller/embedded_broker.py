@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from amqtt.broker import Broker
@@ -21,6 +22,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class _SnapshotDict(dict[Any, Any]):
+    """A dict whose iteration walks a copy of its keys, so it may change meanwhile."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(super().keys()))
 
 
 class EmbeddedBroker:
@@ -50,6 +58,10 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._broker = Broker(config)
+        # amqtt 0.12.1 iterates its subscription table while a connecting client subscribes;
+        # a concurrent change kills that client ("dictionary changed size during iteration")
+        # and it then waits 5 s for a SUBACK. Iterating over a snapshot avoids the race.
+        self._broker._subscriptions = _SnapshotDict(self._broker._subscriptions)
         await self._broker.start()  # returns once the listener is bound
         log.info("embedded broker listening on %s", self.url)
 

@@ -204,7 +204,8 @@ class PackLedger:
             if seen != loc and not (loc.startswith("vehicle:") and seen is None):
                 out.append(f"pack {pack_id}: ledger says {loc}, drivers say {seen or 'nowhere'}")
         for pack_id, loc in sorted(reported.items()):
-            if pack_id not in self.locations:
+            # A truck's own pack is unknown to the ledger until the swap identifies it.
+            if pack_id not in self.locations and not loc.startswith("vehicle:"):
                 out.append(f"pack {pack_id}: drivers report it at {loc}, ledger does not know it")
         return out
 

@@ -280,7 +280,7 @@ class Simulator:
                 payload_excerpt=exc.excerpt[:200],
             )
             try:
-                await self.bus.publish(self.topics.events, event)
+                await self.bus.publish(self.topics.sim_events, event)
             except BusDisconnected:
                 log.warning("error event for sim/control not published")
 

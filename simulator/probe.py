@@ -69,6 +69,7 @@ class DriverProbe:
         await self.bus.subscribe(self.topics.drivers_all, self._on_driver)
         await self.bus.subscribe(self.topics.sim_world, self._on_world)
         await self.bus.subscribe(self.topics.events, self._on_event)
+        await self.bus.subscribe(self.topics.sim_events, self._on_event)
         await self.bus.start()
 
     async def stop(self) -> None:

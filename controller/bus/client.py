@@ -315,6 +315,9 @@ class Bus:
                 if self._connected.is_set():
                     log.warning("lost connection to %s: %s", self.url, exc)
             finally:
+                gone = client._disconnected
+                if gone.done() and not gone.cancelled():
+                    gone.exception()  # seen here; otherwise asyncio logs it as never retrieved
                 was_connected = self._connected.is_set()
                 self._connected.clear()
                 if was_connected and not self._stopping:

@@ -73,7 +73,12 @@ async def sim(
 ) -> int:
     from simulator.app import Simulator
 
-    simulator = Simulator(cfg, url=url, clock=Clock(cfg.time_scale))
+    simulator = Simulator(
+        cfg,
+        url=url,
+        clock=Clock(cfg.time_scale),
+        bus_factory=lambda client_id, will: make_bus(cfg, url, client_id=client_id, will=will),
+    )
     for spec in inject:
         simulator.inject(spec)
     if scenario is not None:

@@ -124,7 +124,9 @@ class VerifyData(Part):
 
 class ArmState(Message):
     device: Literal["arm"] = "arm"
-    position: str = Field(description="'home', 'vehicle', 'slot:<n>' or 'moving'")
+    position: str = Field(
+        description="'home', 'vehicle', 'slot:<n>', 'moving', or 'rail:<m>' (halted between)"
+    )
     target: str | None = None
     holding: PackInfo | None = None
     busy: bool = False
@@ -153,7 +155,9 @@ class BayState(Message):
 
 class DoorState(Message):
     device: Literal["door"] = "door"
-    position: Literal["open", "closed", "moving"]
+    position: Literal["open", "closed", "moving", "stopped"] = Field(
+        description="'stopped': halted part-way"
+    )
     busy: bool = False
     fault: str | None = None
 
@@ -218,7 +222,9 @@ class SimControl(Message):
 
 class WorldPack(Part):
     pack: PackInfo
-    location: str = Field(description="'slot:<n>', 'gripper', 'vehicle:<vehicle_id>'")
+    location: str = Field(
+        description="'slot:<n>', 'gripper', 'vehicle:<vehicle_id>', or 'floor' (dropped)"
+    )
 
 
 class SimWorld(Message):

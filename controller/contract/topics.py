@@ -124,6 +124,11 @@ class Topics:
         return f"{self.base}/sim/control"
 
     @property
+    def sim_events(self) -> str:
+        """Error events about unusable ``sim/control`` input (simulator only)."""
+        return f"{self.base}/sim/events"
+
+    @property
     def sim_world(self) -> str:
         """Retained ground truth of the simulated world (where every pack really is)."""
         return f"{self.base}/sim/world"

@@ -10,8 +10,9 @@ of them to make itself safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from controller.clock import Clock
@@ -20,12 +21,13 @@ from controller.contract import MOTION_ACTIONS, Mode
 from controller.devices import Devices
 from controller.errors import (
     DeviceError,
+    DeviceFailed,
     DeviceOffline,
     DeviceTimeout,
     InterlockOpen,
     SwapstationError,
 )
-from controller.station import interlocks
+from controller.station import interlocks, postconditions
 
 log = logging.getLogger(__name__)
 
@@ -56,46 +58,53 @@ class MotionGate:
         self.retries: list[tuple[str, str, str]] = []
         self._mode_changed = asyncio.Event()
         self.touched: set[str] = set()
-        self.deadline: asyncio.Timeout | None = None
         self.held_s = 0.0
         self._paused_at: float | None = None
-        self._remaining: float | None = None
+        #: Deadlines now running, with their remaining real seconds while paused.
+        self._running: dict[asyncio.Timeout, float | None] = {}
 
     def mode_changed(self) -> None:
         """The station calls this on every mode change.
 
-        It wakes a swap waiting at the gate, and pauses the phase deadline while the station is
-        held or suspended (also for a command already under way, e.g. one whose driver went
-        offline): time an operator holds the station is not the phase's fault. It still counts
-        against the swap's budget.
+        It wakes a swap waiting at the gate, and pauses every running deadline (the phase's and
+        a step's) while the station is held or suspended, also for a command already under way
+        (e.g. one whose driver went offline): time an operator holds the station is not the
+        phase's fault. It still counts against the swap's budget.
         """
         self._mode_changed.set()
         self._mode_changed = asyncio.Event()
         loop = asyncio.get_running_loop()
-        mode = self._mode()
-        if mode in (Mode.held, Mode.suspended) and self._paused_at is None:
+        paused = self._mode() in (Mode.held, Mode.suspended)
+        if paused and self._paused_at is None:
             self._paused_at = loop.time()
-            deadline = self.deadline
-            when = deadline.when() if deadline is not None else None
-            self._remaining = None if when is None else when - self._paused_at
-            if deadline is not None:
-                deadline.reschedule(None)
-        elif mode not in (Mode.held, Mode.suspended) and self._paused_at is not None:
+            for timeout in self._running:
+                self._pause(timeout)
+        elif not paused and self._paused_at is not None:
             now = loop.time()
             self.held_s += (now - self._paused_at) * self._clock.time_scale
             self._paused_at = None
-            if self.deadline is not None and self._remaining is not None:
-                self.deadline.reschedule(now + self._remaining)
-            self._remaining = None
+            for timeout, remaining in self._running.items():
+                if remaining is not None:
+                    timeout.reschedule(now + remaining)
+                self._running[timeout] = None
 
-    def new_phase(self, deadline: asyncio.Timeout | None) -> None:
-        """A phase began (with its deadline) or ended (``None``)."""
-        self.deadline = deadline
-        self._remaining = None
-        if deadline is not None and self._paused_at is not None:
-            when = deadline.when()
-            self._remaining = None if when is None else when - self._paused_at
-            deadline.reschedule(None)
+    def _pause(self, timeout: asyncio.Timeout) -> None:
+        when = timeout.when()
+        if when is not None and self._paused_at is not None:
+            self._running[timeout] = when - self._paused_at
+            timeout.reschedule(None)
+
+    @contextlib.asynccontextmanager
+    async def deadline(self, station_seconds: float | None) -> AsyncIterator[asyncio.Timeout]:
+        """A deadline in station seconds that stands still while the station is held."""
+        async with self._clock.deadline(station_seconds) as timeout:
+            self._running[timeout] = None
+            if self._paused_at is not None:
+                self._pause(timeout)
+            try:
+                yield timeout
+            finally:
+                del self._running[timeout]
 
     async def wait_for_execute(self) -> None:
         """Return once the station is in execute; raise :class:`Halted` if it never will be."""
@@ -116,8 +125,10 @@ class MotionGate:
         for attempt in range(1, attempts + 1):
             await self._pass(device, action, args)
             try:
-                async with self._clock.deadline(policy.deadline_s if policy else None):
-                    return await self._devices[device].command(action, **args)
+                async with self.deadline(policy.deadline_s if policy else None):
+                    data = await self._devices[device].command(action, **args)
+                await self._sensors_confirm(device, action, args)
+                return data
             except TimeoutError:
                 deadline = policy.deadline_s if policy else 0.0
                 error: DeviceError = DeviceTimeout(
@@ -133,6 +144,18 @@ class MotionGate:
             )
             await self._make_safe(device)
         raise AssertionError("unreachable")
+
+    async def _sensors_confirm(self, device: str, action: str, args: dict[str, Any]) -> None:
+        """Believe a ``done`` only when the driver's own state shows it (see postconditions)."""
+        if postconditions.unmet(self._devices, device, action, args) is None:
+            return
+        await self._devices.wait_until(
+            lambda: postconditions.unmet(self._devices, device, action, args) is None,
+            self._settle_s,
+        )
+        reason = postconditions.unmet(self._devices, device, action, args)
+        if reason is not None:
+            raise DeviceFailed(device, action, "sensor_mismatch", f"reported done, but {reason}")
 
     async def _pass(self, device: str, action: str, args: dict[str, Any]) -> None:
         """Wait for execute, then check the interlocks (letting driver states catch up)."""
@@ -169,6 +192,7 @@ NOT_CURABLE = frozenset(
         "bad_args",
         "bad_request",
         "offline",
+        "sensor_mismatch",
     }
 )
 

@@ -114,6 +114,10 @@ class Station:
         #: Every command the station sent, as (station time, device, action): for tests/audit.
         self.sent: list[tuple[float, str, str]] = []
         self.swap_listeners: list[Callable[[SwapRecord], None]] = []
+        #: Called with (new, previous) on every mode change, synchronously.
+        self.mode_listeners: list[Callable[[Mode, Mode], None]] = []
+        #: Called with each new phase, synchronously, before its first command goes out.
+        self.phase_listeners: list[Callable[[Phase], None]] = []
         outbox.register_snapshot(self.topics.status, self.status)
         outbox.register_snapshot(
             self.topics.alarms,
@@ -169,6 +173,8 @@ class Station:
     def _on_mode_change(self, new: Mode, previous: Mode) -> None:
         log.info("mode %s -> %s (%s)", previous.value, new.value, self.reason or "")
         self.gate.mode_changed()
+        for listener in self.mode_listeners:
+            listener(new, previous)
         self._outbox.event(
             self.topics.events,
             ModeChanged(
@@ -182,6 +188,8 @@ class Station:
         self._outbox.dirty(self.topics.status)
 
     def _on_phase_change(self, new: Phase, previous: Phase) -> None:
+        for listener in self.phase_listeners:
+            listener(new)
         now = self.clock.monotonic()
         run = self.run
         took = None
@@ -232,6 +240,8 @@ class Station:
                 self._spawn(self.modes.fire("hold"))
         elif device in ("rack", "arm", "vehicle") and not self.ledger.seeded:
             self._seed_and_reconcile()
+        if device == "vehicle" and self.ledger.seeded:
+            self._learn_truck_pack()
         if device == "rack" and self.ledger.seeded:
             rack = self.devices.rack
             if rack is not None:
@@ -247,16 +257,32 @@ class Station:
                     self._spawn(self.modes.fire("resume"))
         elif device == "bay":
             self._outbox.dirty(self.topics.status)
-            bay = self.devices.bay
-            plate = bay.vehicle.plate if bay and bay.vehicle else None
-            for served, vehicle_id in list(self._served.items()):
-                if served != plate and (self.run is None or self.run.plate != served):
-                    del self._served[served]
-                    if vehicle_id:
-                        self.ledger.depart(vehicle_id)
-                    self._outbox.dirty(self.topics.inventory)
+            self._check_departures()
         if self.devices[device].online is False and self.mode is Mode.execute:
             self._pause(f"{device} driver offline")
+
+    def _check_departures(self) -> None:
+        """A swapped truck no longer in the bay has left with its pack. Checked on every bay
+        report and when a swap ends (a truck may leave before its swap's last result arrives,
+        e.g. when that result was lost with the broker)."""
+        bay = self.devices.bay
+        plate = bay.vehicle.plate if bay and bay.vehicle else None
+        for served, vehicle_id in list(self._served.items()):
+            if served != plate and (self.run is None or self.run.plate != served):
+                del self._served[served]
+                if vehicle_id:
+                    self.ledger.depart(vehicle_id)
+                self._outbox.dirty(self.topics.inventory)
+
+    def _learn_truck_pack(self) -> None:
+        """A truck's pack enters the ledger as soon as its vehicle link reports it (even if the
+        swap is halted before ``identify`` answers), so no pack in the station goes untracked."""
+        vehicle = self.devices.vehicle
+        if vehicle is None or vehicle.pack is None or not vehicle.vehicle_id:
+            return
+        if vehicle.pack.id not in self.ledger.locations:
+            self.ledger.arrive(vehicle.pack, vehicle.vehicle_id)
+            self._outbox.dirty(self.topics.inventory)
 
     def broker_lost(self) -> None:
         """The bus lost the broker: stop issuing commands until an operator resumes."""
@@ -438,6 +464,7 @@ class Station:
             raise
         self._served[plate] = run.vehicle_id
         self._finish_swap("completed")
+        self._check_departures()
         await self.phases.end_swap()
 
     def _finish_swap(self, result: Any, reason: str | None = None) -> None:
@@ -518,6 +545,15 @@ class Station:
         if self.run is not None:
             self._finish_swap("estopped" if target is Mode.estopped else "aborted", reason)
         await self.phases.end_swap()
+        unknown = sorted(p for p, loc in self.ledger.locations.items() if loc == "unknown")
+        if unknown:
+            self.alarms.raise_(
+                "pack_location_unknown",
+                Severity.critical,
+                f"location unknown for pack(s) {', '.join(unknown)}",
+                "Inspect the bay, the arm and the rack; in maintenance, record what you find "
+                "with set_location before resetting.",
+            )
         if self.mode is Mode.aborting:
             await self.modes.fire("finish_abort")
 

@@ -119,13 +119,11 @@ class SwapSequencer:
         run.phase = phase
         run.phase_started = self._clock.monotonic()
         try:
-            async with self._clock.deadline(deadline) as timeout:
-                self._gate.new_phase(timeout)
+            async with self._gate.deadline(deadline):
                 yield
         except TimeoutError:
             raise PhaseDeadlineExceeded(phase.value, deadline) from None
         finally:
-            self._gate.new_phase(None)
             run.phases[phase.value] = self._clock.monotonic() - run.phase_started
 
     async def _move_pack(
@@ -160,9 +158,18 @@ class SwapSequencer:
             seen = self._reported_place(pack_id)
             raise PackLost(pack_id, expected, seen, f"arm.{action} reported done")
 
-    async def _keeps_holding(self, pack_id: str) -> None:
-        """After an arm move with a pack, the gripper must still report it."""
-        await self._sensors_agree(pack_id, GRIPPER, "move")
+    async def _carry(self, pack_id: str, **move: Any) -> None:
+        """Move the arm with a pack in the gripper. If the move fails, or the gripper no longer
+        reports the pack after it, the pack is where the sensors say, or ``unknown``."""
+        try:
+            await self._gate.send("arm", "move", **move)
+            await self._sensors_agree(pack_id, GRIPPER, "move")
+        except BaseException:
+            where = self._reported_place(pack_id)
+            if where != GRIPPER:
+                self._ledger.set_location(pack_id, where, "lost during an arm move")
+                self._inventory_changed()
+            raise
 
     async def run(self, run: SwapRun) -> None:
         send = self._gate.send
@@ -175,8 +182,9 @@ class SwapSequencer:
             if pack is None:
                 raise DeviceFailed("vehicle", "identify", "no_pack", "vehicle reports no pack")
             run.pack_out, run.pack_type = pack, pack.type
-            ledger.arrive(pack, run.vehicle_id)
-            self._inventory_changed()
+            if ledger.locations.get(pack.id) != vehicle_location(run.vehicle_id):
+                ledger.arrive(pack, run.vehicle_id)
+                self._inventory_changed()
 
         async with self._phase(run, Phase.position):
             await send("bay", "secure")
@@ -205,8 +213,7 @@ class SwapSequencer:
             await self._move_pack(run, pack.id, on_vehicle, GRIPPER, "lift")
 
         async with self._phase(run, Phase.stow):
-            await send("arm", "move", target="slot", slot=run.stow_slot)
-            await self._keeps_holding(pack.id)
+            await self._carry(pack.id, target="slot", slot=run.stow_slot)
             await self._move_pack(run, pack.id, GRIPPER, stow, "lower")
             await send("rack", "dock", slot=run.stow_slot)
 
@@ -219,8 +226,7 @@ class SwapSequencer:
             await self._move_pack(run, fresh, fetch, GRIPPER, "lift")
 
         async with self._phase(run, Phase.insert):
-            await send("arm", "move", target="vehicle")
-            await self._keeps_holding(fresh)
+            await self._carry(fresh, target="vehicle")
             await self._move_pack(run, fresh, GRIPPER, on_vehicle, "lower")
 
         async with self._phase(run, Phase.lock):

@@ -1,8 +1,7 @@
 """The door between the bay and the rack: open, closed, or somewhere in between.
 
 It refuses to close on the arm (the arm standing in, or moving through, the door plane). A door
-halted part-way is neither open nor closed; the contract's ``DoorState`` has no word for that,
-so it is reported as ``moving`` with ``busy: false`` (see the simulator notes in the report).
+halted part-way is neither open nor closed: it is reported as ``stopped``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ class DoorDriver(Driver):
         position = self.world.door
         return DoorState(
             ts=self.clock.now(),
-            position="moving" if position == "halted" else position,
+            position="stopped" if position == "halted" else position,
             busy=self.busy,
             fault=self.fault,
         )
