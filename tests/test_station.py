@@ -239,3 +239,13 @@ async def test_safety_relay_estop_latches_and_reset_waits_for_release(
         assert (await st.command("reset")).ok
         assert st.controller.station.mode is Mode.idle
         assert st.controller.station.phases.phase is Phase.waiting
+
+
+def test_safety_doc_embeds_the_generated_diagrams() -> None:
+    from pathlib import Path
+
+    from controller.station.machine import mode_diagram, phase_diagram
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "safety.md").read_text()
+    assert f"```mermaid\n{mode_diagram()}\n```" in doc
+    assert f"```mermaid\n{phase_diagram()}\n```" in doc

@@ -129,3 +129,20 @@ class PhaseMachine:
         previous, self._previous = self._previous, new
         if new is not previous:
             self._on_change(new, previous)
+
+
+def mode_diagram() -> str:
+    """The station modes as a mermaid state diagram, generated from :data:`MODE_TRANSITIONS`
+    (docs/safety.md embeds it; a test keeps the two equal)."""
+    lines = ["stateDiagram-v2", "    [*] --> idle"]
+    for trigger, sources, dest in MODE_TRANSITIONS:
+        for source in [sources] if isinstance(sources, str) else sources:
+            lines.append(f"    {source} --> {dest}: {trigger}")
+    return "\n".join(lines)
+
+
+def phase_diagram() -> str:
+    """The swap phases in order, as a mermaid flowchart."""
+    order = [p.value for p in Phase]
+    steps = " --> ".join(order[1:])
+    return f"flowchart LR\n    waiting --> {steps} --> waiting"
