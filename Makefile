@@ -46,7 +46,11 @@ unit: $(STAMP) mosquitto
 test: $(STAMP) mosquitto lint typecheck imports unit
 
 bench: $(STAMP) mosquitto
-	$(BIN)/python -m bench.run --out bench/results.json
+	PYTHONPATH=. $(BIN)/python -m bench.run --out bench/results.json
+
+# SIGKILL the controller process at 1,000 random points of a swap (make test runs 50).
+chaos: $(STAMP) mosquitto
+	SWAPSTATION_CHAOS_TRIALS=1000 $(BIN)/pytest -q tests/test_chaos.py -p no:randomly
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
