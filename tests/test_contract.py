@@ -8,6 +8,7 @@ below; a test makes sure the exported schemas use no keyword it does not underst
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -19,16 +20,21 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from controller.contract import (
+    COMMAND_ARGS,
     DEVICES,
     DRIVER_ACTIONS,
+    DRIVER_ERROR_CODES,
     MAX_PAYLOAD_BYTES,
     MOTION_ACTIONS,
     OFFLINE,
     ONLINE,
     OPERATOR_COMMANDS,
+    AlarmInfo,
+    Alarms,
+    CommandHandled,
     DeviceState,
     DeviceStateAdapter,
     DriverCommand,
@@ -36,6 +42,8 @@ from controller.contract import (
     ErrorEvent,
     Event,
     EventAdapter,
+    History,
+    IdentifyData,
     Inventory,
     OperatorCommand,
     PayloadError,
@@ -43,21 +51,26 @@ from controller.contract import (
     SimControl,
     SimWorld,
     Status,
+    SwapRecord,
+    SwapResult,
     Topics,
+    VerifyData,
     decode,
     decode_as,
     encode,
 )
+from controller.contract.common import MAX_JSON_DEPTH
+from controller.contract.examples import LIVENESS, example_payloads
 from controller.contract.export import (
     EVENT_MESSAGES,
-    LIVENESS,
     MESSAGES,
     PAYLOADS,
     STATE_MESSAGES,
-    example_payloads,
+    channels,
     export_contract,
     json_schema,
 )
+from simulator.control import CONTROL_OPS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt-api.md"
 EVENT_MODELS = get_args(get_args(Event)[0])
@@ -74,13 +87,23 @@ def decode_on(topic: str, payload: bytes) -> BaseModel | str:
         t.cmd: OperatorCommand,
         t.reply: Reply,
         t.inventory: Inventory,
+        t.alarms: Alarms,
+        t.history: History,
         t.sim_control: SimControl,
         t.sim_world: SimWorld,
     }
     if topic in fixed:
         return decode(fixed[topic], payload)
+    user = topic.removeprefix(t.cmd + "/")
+    if user != topic:
+        assert t.cmd_from(user) == topic, f"no such topic: {topic}"
+        return decode(OperatorCommand, payload)
     if topic == t.events:
         return decode_as(EventAdapter, payload)
+    if topic == t.sim_events:
+        error = decode_as(EventAdapter, payload)
+        assert isinstance(error, ErrorEvent) and error.source == "simulator"
+        return error
     device, leaf = t.device_of(topic), topic.rsplit("/", 1)[-1]
     if topic == t.controller or (device is not None and leaf == "online"):
         assert payload.decode() in (ONLINE, OFFLINE), payload
@@ -91,6 +114,7 @@ def decode_on(topic: str, payload: bytes) -> BaseModel | str:
     if leaf == "result":
         result = decode(DriverResult, payload)
         assert result.device == device
+        check_data(result)
         return result
     if leaf == "state":
         state = decode_as(DeviceStateAdapter, payload)
@@ -100,6 +124,22 @@ def decode_on(topic: str, payload: bytes) -> BaseModel | str:
     event = decode_as(EventAdapter, payload)
     assert isinstance(event, ErrorEvent)
     return event
+
+
+#: The model of the ``data`` of a ``done`` result, for the actions whose answer has one.
+RESULT_DATA: dict[tuple[str, str], type[BaseModel]] = {
+    ("vehicle", "identify"): IdentifyData,
+    ("vehicle", "verify"): VerifyData,
+}
+
+
+def check_data(result: DriverResult) -> None:
+    """A ``done`` result's ``data`` is what the controller will accept for its action."""
+    model = RESULT_DATA.get((result.device, result.action))
+    if result.status == "done" and model is not None:
+        model.model_validate(result.data)
+    elif result.status == "done":
+        assert result.data == {}, (result.device, result.action)
 
 
 def decode_message(name: str, payload: bytes) -> BaseModel:
@@ -127,6 +167,10 @@ def test_examples_cover_every_model() -> None:
     assert wanted <= covered, wanted - covered
     assert set(EVENT_MESSAGES) | {"SwapFinished", "ErrorEvent"} == EVENTS
     assert set(STATE_MESSAGES) | {"SafetyState"} == STATES
+    results = [p.values[1] for p in EXAMPLES if isinstance(p.values[1], DriverResult)]
+    for result in results:
+        check_data(result)
+    assert set(RESULT_DATA) <= {(r.device, r.action) for r in results if r.status == "done"}
 
 
 @pytest.mark.parametrize(("name", "message"), EXAMPLES)
@@ -141,6 +185,92 @@ def test_v_and_ts_may_be_omitted() -> None:
     cmd = decode(OperatorCommand, b'{"id": "op-1", "cmd": "start"}')
     assert (cmd.v, cmd.args) == (1, {})
     assert abs(cmd.ts - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_command_handled_is_an_event_whose_sender_may_be_unknown() -> None:
+    wire = b'{"kind": "command", "station": "s", "id": "op-1", "cmd": "start", "ok": true}'
+    event = decode_as(EventAdapter, wire)
+    assert isinstance(event, CommandHandled)
+    assert (event.sender, event.args, event.error) == (None, {}, None)
+    with pytest.raises(PayloadError, match=r"command\.ok: Field required"):
+        decode_as(EventAdapter, b'{"kind": "command", "station": "s", "id": "op-1", "cmd": "x"}')
+    kinds = [m.model_fields["kind"].default for m in EVENT_MODELS]
+    assert len(kinds) == len(set(kinds)) and "command" in kinds
+
+
+def test_alarms_and_history_round_trip_oldest_first() -> None:
+    examples = example_payloads()
+    alarms, history = examples["Alarms"][0], examples["History"][0]
+    assert isinstance(alarms, Alarms) and isinstance(history, History)
+    assert decode(Alarms, encode(alarms)) == alarms
+    assert decode(History, encode(history)) == history
+    assert len(history.swaps) > 1
+    assert [r.ended_at for r in history.swaps] == sorted(r.ended_at for r in history.swaps)
+    for empty in (Alarms(station="s", alarms=[]), History(station="s", swaps=[])):
+        assert decode(type(empty), encode(empty)) == empty
+    with pytest.raises(PayloadError, match="station: Field required"):
+        decode(Alarms, b'{"alarms": []}')
+
+
+def test_swap_result_is_completed_aborted_or_estopped() -> None:
+    assert set(get_args(SwapResult)) == {"completed", "aborted", "estopped"}
+    history = example_payloads()["History"][0]
+    assert isinstance(history, History)
+    assert {r.result for r in history.swaps} <= set(get_args(SwapResult))
+    record = json.loads(encode(history.swaps[0])) | {"result": "cancelled"}
+    with pytest.raises(PayloadError, match=r"swaps\.0\.result: Input should be"):
+        decode(History, json.dumps({"station": "s", "swaps": [record]}).encode())
+
+
+NAIVE = "2025-05-12T08:31:04"
+
+
+def _with(example: str, path: tuple[str | int, ...], value: Any) -> bytes:
+    """The first example payload of message ``example`` with the field at ``path`` replaced."""
+    message = example_payloads()[example][0]
+    assert isinstance(message, BaseModel)
+    payload = node = json.loads(encode(message))
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "where"),
+    [
+        ("OperatorCommand", ("ts",), "ts"),
+        ("Status", ("ts",), "ts"),
+        ("Alarms", ("alarms", 0, "raised_at"), "alarms.0.raised_at"),
+        ("History", ("swaps", 0, "started_at"), "swaps.0.started_at"),
+        ("CommandHandled", ("ts",), "command.ts"),
+        ("SwapFinished", ("record", "ended_at"), "swap_finished.record.ended_at"),
+    ],
+)
+def test_timestamps_without_a_timezone_are_refused(
+    name: str, path: tuple[str | int, ...], where: str
+) -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_message(name, _with(name, path, NAIVE))
+    assert info.value.reason == f"schema: {where}: Input should have timezone info"
+    for offset in ("Z", "+08:00", "-05:30"):
+        decode_message(name, _with(name, path, NAIVE + offset))
+    schema = json_schema(_schema_files_for(name)[0])
+    naive = json.loads(_with(name, path, NAIVE))
+    assert errors(naive, schema, schema), "the schema refuses it too"
+
+
+def test_models_refuse_naive_datetimes() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        OperatorCommand(id="op-1", cmd="start", ts=datetime(2025, 5, 12, 8, 31))
+    history = example_payloads()["History"][0]
+    assert isinstance(history, History)
+    with pytest.raises(ValidationError, match="timezone"):
+        SwapRecord(**history.swaps[0].model_dump() | {"started_at": datetime(2025, 5, 12)})
+    alarm = {"id": "A1", "code": "c", "severity": "error", "text": "t"}
+    with pytest.raises(ValidationError, match="timezone"):
+        AlarmInfo.model_validate(alarm | {"raised_at": datetime(2025, 5, 12)})
+    AlarmInfo.model_validate(alarm | {"raised_at": datetime(2025, 5, 12, tzinfo=UTC)})
 
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -185,7 +315,8 @@ def test_decode_of_any_bytes_succeeds_or_says_why(payload: bytes) -> None:
             decode(model, payload)
         except PayloadError as exc:
             assert exc.reason
-    for adapter in (EventAdapter, DeviceStateAdapter):
+    adapters: tuple[TypeAdapter[Any], ...] = (EventAdapter, DeviceStateAdapter)
+    for adapter in adapters:
         try:
             decode_as(adapter, payload)
         except PayloadError as exc:
@@ -195,6 +326,29 @@ def test_decode_of_any_bytes_succeeds_or_says_why(payload: bytes) -> None:
 def test_deeply_nested_json_is_refused_with_a_reason() -> None:
     with pytest.raises(PayloadError):
         decode(OperatorCommand, b"[" * 60_000)
+
+
+def _nested(levels: int) -> bytes:
+    """An operator command exactly ``levels`` deep: the object 1, ``args`` 2, then arrays."""
+    arrays = levels - 2
+    assert arrays >= 1
+    return b'{"id": "op-1", "cmd": "start", "args": {"a": ' + b"[" * arrays + b"]" * arrays + b"}}"
+
+
+def test_json_nested_to_the_limit_is_accepted_and_deeper_refused() -> None:
+    assert MAX_JSON_DEPTH == 32
+    cmd = decode(OperatorCommand, _nested(MAX_JSON_DEPTH))
+    assert decode(OperatorCommand, encode(cmd)) == cmd
+    too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+    for payload in (_nested(MAX_JSON_DEPTH + 1), _nested(5000), b"[" * 60_000, b'{"a":' * 12_000):
+        with pytest.raises(PayloadError) as info:
+            decode(OperatorCommand, payload)
+        assert info.value.reason == too_deep
+        assert len(info.value.excerpt) <= 120
+    with pytest.raises(PayloadError, match=too_deep):
+        decode_as(EventAdapter, _nested(MAX_JSON_DEPTH + 1))
+    with pytest.raises(PayloadError, match="exceeds"):  # size is checked first
+        decode(OperatorCommand, b"[" * (MAX_PAYLOAD_BYTES + 1))
 
 
 def test_whatever_decodes_can_be_encoded_again() -> None:
@@ -260,6 +414,39 @@ def test_topics_of_a_station() -> None:
             f"swap/cq-1/drivers/{d}/{x}" for x in ("cmd", "result", "state", "online", "events")
         ]
         assert all(t.device_of(topic) == d for topic in built)
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    """MQTT topic-filter matching (``+`` one level, ``#`` the rest)."""
+    want, have = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(want):
+        if part == "#":
+            return True
+        if i >= len(have) or part not in ("+", have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def test_operator_topics_of_a_station() -> None:
+    t = Topics("cq-1")
+    assert (t.alarms, t.history) == ("swap/cq-1/alarms", "swap/cq-1/history")
+    assert t.cmd_from("operator") == "swap/cq-1/cmd/operator"
+    assert t.cmd_any_user == "swap/cq-1/cmd/+"
+    assert _matches(t.cmd_any_user, t.cmd_from("operator"))
+    assert not _matches(t.cmd_any_user, t.cmd)
+    assert not _matches(t.cmd_any_user, "swap/cq-1/cmd/operator/x")
+    assert not _matches(t.cmd_any_user, "swap/cq-2/cmd/operator")
+    assert t.device_of(t.cmd_from("arm")) is None
+    for d in DEVICES:
+        assert _matches(t.drivers_all, t.driver_state(d))
+    concrete = {x.replace("{station}", "cq-1") for x in _topic_templates()}
+    assert all(_matches(t.all, x) for x in concrete)
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", " op", "op\x00"])
+def test_invalid_user_names_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a valid MQTT topic segment"):
+        Topics("cq-1").cmd_from(bad)
 
 
 @pytest.mark.parametrize(
@@ -331,6 +518,24 @@ def test_any_operator_command_round_trips(cmd: OperatorCommand) -> None:
 )
 def test_any_driver_result_round_trips(result: DriverResult) -> None:
     assert decode(DriverResult, encode(result)) == result
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        CommandHandled,
+        station=st.text(max_size=32),
+        id=st.text(max_size=64),
+        cmd=st.text(max_size=64),
+        args=json_objects,
+        sender=st.none() | ids,
+        ok=st.booleans(),
+        error=maybe_text,
+        ts=stamps,
+    )
+)
+def test_any_command_handled_round_trips(event: CommandHandled) -> None:
+    assert decode_as(EventAdapter, encode(event)) == event
 
 
 # ---- a JSON Schema validator for the keywords pydantic emits --------------------------------
@@ -448,14 +653,38 @@ def doc(exported: tuple[Path, list[Path]]) -> dict[str, Any]:
     return loaded
 
 
+#: Members of :class:`Topics` that build no topic: a prefix, a parser, and the filters whose
+#: argument is not a topic segment. (Filters with ``+`` or ``#`` are recognised by themselves.)
+NOT_TOPICS = {"base", "driver", "device_of", "every_driver"}
+
+
+def _is_filter(name: str) -> bool:
+    return "+" in name or "#" in name
+
+
 def _topic_templates() -> set[str]:
-    """Every topic :class:`Topics` builds, found by introspection, so a new one can't be missed."""
+    """Every topic :class:`Topics` builds, found by introspection, so a new one can't be missed.
+
+    A method's argument becomes a parameter named after it: ``cmd_from(user)`` gives
+    ``swap/{station}/cmd/{user}``. Subscription filters (``all``, ``cmd_any_user``, ...) are not
+    topics.
+    """
     t, names = Topics("{station}"), set()
     for name, attr in vars(Topics).items():
-        if isinstance(attr, property) and name not in ("base", "all", "drivers_all"):
-            names.add(getattr(t, name))
-        elif name.startswith("driver_") and callable(attr):
-            names.add(getattr(t, name)("{device}"))
+        if name.startswith("_") or name in NOT_TOPICS:
+            continue
+        if isinstance(attr, property):
+            built = getattr(t, name)
+        elif inspect.isfunction(attr):
+            _self, param = inspect.signature(attr).parameters
+            try:
+                built = getattr(t, name)("{" + param + "}")
+            except ValueError as exc:
+                raise AssertionError(f"Topics.{name}: a topic or not? See NOT_TOPICS") from exc
+        else:
+            continue
+        if not _is_filter(built):
+            names.add(built)
     return names
 
 
@@ -464,7 +693,8 @@ def test_export_writes_every_schema_and_the_asyncapi_document(
 ) -> None:
     out, paths = exported
     names = {"OperatorCommand", "Reply", "Status", "Inventory", "Event", "DriverCommand",
-             "DriverResult", "SimControl", "SimWorld", *STATES}  # fmt: skip
+             "DriverResult", "SimControl", "SimWorld", "Alarms", "History", "IdentifyData",
+             "VerifyData", *STATES}  # fmt: skip
     assert names <= set(PAYLOADS)
     expected = {f"schemas/{n}.schema.json" for n in PAYLOADS} | {"asyncapi.yaml"}
     assert {p.relative_to(out).as_posix() for p in paths} == expected
@@ -541,6 +771,7 @@ def test_asyncapi_has_a_channel_for_every_topic(doc: dict[str, Any]) -> None:
     assert {c["address"] for c in channels.values()} == _topic_templates()
     params = doc["components"]["parameters"]
     assert params["device"]["enum"] == list(DEVICES)
+    assert set(params) == {"station", "user", "device"}
     for key, channel in channels.items():
         used = set(re.findall(r"{(\w+)}", channel["address"]))
         assert set(channel["parameters"]) == used, key
@@ -553,10 +784,12 @@ def test_asyncapi_operations_qos_and_retain(doc: dict[str, Any]) -> None:
     expected = {
         t.status: ("send", True), t.cmd: ("receive", False), t.reply: ("send", False),
         t.events: ("send", False), t.inventory: ("send", True), t.controller: ("send", True),
+        t.cmd_from("{user}"): ("receive", False), t.alarms: ("send", True),
+        t.history: ("send", True),
         t.driver_cmd(d): ("send", False), t.driver_result(d): ("receive", False),
         t.driver_state(d): ("receive", True), t.driver_online(d): ("receive", True),
         t.driver_events(d): ("receive", False), t.sim_control: ("send", False),
-        t.sim_world: ("receive", True),
+        t.sim_events: ("receive", False), t.sim_world: ("receive", True),
     }  # fmt: skip
     seen = {}
     for op in doc["operations"].values():
@@ -579,7 +812,11 @@ def test_asyncapi_operations_qos_and_retain(doc: dict[str, Any]) -> None:
         for op in doc["operations"].values()
         if "reply" in op
     }
-    assert replies == {t.cmd: t.reply, t.driver_cmd(d): t.driver_result(d)}
+    assert replies == {
+        t.cmd: t.reply,
+        t.cmd_from("{user}"): t.reply,
+        t.driver_cmd(d): t.driver_result(d),
+    }
 
 
 def test_asyncapi_examples_match_their_schemas(doc: dict[str, Any]) -> None:
@@ -594,7 +831,7 @@ def test_asyncapi_examples_match_their_schemas(doc: dict[str, Any]) -> None:
             if name != LIVENESS:
                 decode_message(name, json.dumps(payload).encode())
         assert ("correlationId" in message) == (
-            name in {"OperatorCommand", "Reply", "DriverCommand", "DriverResult"}
+            name in {"OperatorCommand", "Reply", "DriverCommand", "DriverResult", "CommandHandled"}
         )
 
 
@@ -661,6 +898,8 @@ def _channel_of(topic: str) -> str:
     if len(parts) > 3 and parts[2] == "drivers":
         assert parts[3] in DEVICES, topic
         parts[3] = "{device}"
+    if len(parts) == 4 and parts[2] == "cmd":
+        parts[3] = "{user}"
     address = "/".join(parts)
     assert address in _topic_templates(), topic
     return address
@@ -713,19 +952,23 @@ def test_doc_shell_examples_use_real_topics_and_valid_payloads() -> None:
                 for pattern in re.findall(r"-t '([^']+)'", line):
                     regex = re.escape(pattern).replace(r"\+", "[^/]+").replace("\\#", ".*")
                     examples = {
-                        a.replace("{station}", "cq-changshou-01").replace("{device}", "arm")
+                        a.replace("{station}", "cq-changshou-01")
+                        .replace("{device}", "arm")
+                        .replace("{user}", "operator")
                         for a in _topic_templates()
                     }
                     assert any(re.fullmatch(regex, e) for e in examples), pattern
     assert published >= 1
 
 
+def _template(name: str) -> str:
+    """``swap/<station>/cmd/<user>`` as the doc writes it -> ``swap/{station}/cmd/{user}``."""
+    return re.sub(r"<(station|device|user)>", r"{\1}", name)
+
+
 def test_doc_names_every_topic_and_no_other() -> None:
     text = DOC.read_text(encoding="utf-8")
-    named = {
-        n.replace("<station>", "{station}").replace("<device>", "{device}")
-        for n in re.findall(r"`(swap/<station>/[^`]*)`", text)
-    }
+    named = {_template(n) for n in re.findall(r"`(swap/<station>/[^`]*)`", text)}
     topics = {n for n in named if not n.endswith("/")}
     roots = named - topics
     assert topics == _topic_templates()
@@ -750,5 +993,72 @@ def test_doc_names_commands_limits_and_version() -> None:
     for cmd in OPERATOR_COMMANDS:
         assert f"`{cmd}`" in text, cmd
     assert str(MAX_PAYLOAD_BYTES) in text
+    assert "`MAX_JSON_DEPTH`" in text and f"{MAX_JSON_DEPTH} levels" in text
+    assert "`AwareDatetime`" in text
+    for model in (IdentifyData, VerifyData):
+        assert f"`{model.__name__}`" in text, model
+        for field in model.model_fields:
+            assert f"`{field}`" in text, (model, field)
     assert "(architecture.md#the-station-modes-phases-commands)" in text
     assert "## The station: modes, phases, commands" in (DOC.parent / "architecture.md").read_text()
+
+
+def _table(header: str) -> list[list[str]]:
+    """The cells of each row of the doc's table whose header row starts with ``header``."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(header)]
+    assert len(starts) == 1, header
+    rows = []
+    for line in lines[starts[0] + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+def test_doc_command_table_matches_command_args() -> None:
+    rows = _table("| command | arguments")
+    assert tuple(COMMAND_ARGS) == OPERATOR_COMMANDS
+    assert [r[0] for r in rows] == [f"`{c}`" for c in COMMAND_ARGS]
+    assert [r[1] for r in rows] == [a or "none" for a in COMMAND_ARGS.values()]
+    assert all(len(r) == 3 and r[2] for r in rows)
+
+
+def test_doc_error_code_table_matches_driver_error_codes() -> None:
+    rows = _table("| `error_code` | meaning")
+    assert [r[0] for r in rows] == [f"`{c}`" for c in DRIVER_ERROR_CODES]
+    assert {r[0].strip("`"): r[1] for r in rows} == DRIVER_ERROR_CODES
+
+
+def test_doc_event_table_names_every_kind() -> None:
+    rows = _table("| `kind` | model")
+    kinds = {m.model_fields["kind"].default: m.__name__ for m in EVENT_MODELS}
+    assert {r[0].strip("`"): r[1].strip("`") for r in rows} == kinds
+
+
+def test_doc_topic_table_agrees_with_the_exporter() -> None:
+    rows = _table("| topic | payload |")
+    table = {_template(r[0].strip("`")): (r[3], r[4]) for r in rows}
+    chans = {c.address: c for c in channels()}
+    assert set(table) == set(chans) == _topic_templates()
+    for address, (qos, retained) in table.items():
+        assert qos == "1", address
+        assert (retained == "yes") == chans[address].retain, address
+        if chans[address].action == "receive" and address.rsplit("/", 1)[-1] == "cmd":
+            assert retained == "never", address
+
+
+def test_doc_json_examples_are_the_generated_ones() -> None:
+    """The page shows the examples the exporter builds from the models, not hand-written JSON."""
+    generated = [
+        json.loads(encode(m))
+        for items in example_payloads().values()
+        for m in items
+        if isinstance(m, BaseModel)
+    ]
+    for topic, body in _blocks("json"):
+        assert json.loads(body) in generated, topic
+
+
+def test_doc_sim_control_table_matches_the_simulator() -> None:
+    assert [r[0] for r in _table("| `op` | `args`")] == [f"`{op}`" for op in CONTROL_OPS]

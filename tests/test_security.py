@@ -49,26 +49,31 @@ from tests.security_helpers import (
 pytestmark = pytest.mark.timeout(60)
 
 ALL_USERS = USERS + DEMO_USERS
-STATION_OUT = frozenset({"status", "reply", "events", "inventory", "controller"})
+STATION_OUT = frozenset(
+    {"status", "reply", "events", "inventory", "alarms", "history", "controller"}
+)
 DRIVER_OUT = ("result", "state", "online", "events")
 
 # The intended rights, written from the roles (not parsed from the ACL file), keyed by the
 # topic names of topic_keys().
 WRITE: dict[str, frozenset[str]] = {
     "controller": STATION_OUT | {f"{d}/cmd" for d in DEVICES},
-    "operator": frozenset({"cmd"}),
+    "operator": frozenset({"cmd", "cmd/operator"}),
     "viewer": frozenset(),
     **{d: frozenset(f"{d}/{k}" for k in DRIVER_OUT) for d in DEVICES},
     "sim": frozenset(
-        {f"{d}/{k}" for d in DEVICES for k in DRIVER_OUT} | {"sim/control", "sim/world"}
+        {f"{d}/{k}" for d in DEVICES for k in DRIVER_OUT}
+        | {"sim/control", "sim/world", "sim/events"}
     ),
 }
 READ: dict[str, frozenset[str]] = {
-    "controller": frozenset({"cmd"} | {f"{d}/{k}" for d in DEVICES for k in DRIVER_OUT}),
+    "controller": frozenset(
+        {"cmd", "cmd/operator", "cmd/viewer"} | {f"{d}/{k}" for d in DEVICES for k in DRIVER_OUT}
+    ),
     "operator": STATION_OUT | {f"{d}/{k}" for d in DEVICES for k in ("state", "online")},
     "viewer": STATION_OUT | {f"{d}/{k}" for d in DEVICES for k in ("state", "online")},
     **{d: frozenset({f"{d}/cmd"}) for d in DEVICES},
-    "sim": frozenset({f"{d}/cmd" for d in DEVICES} | {"sim/control", "sim/world"}),
+    "sim": frozenset({f"{d}/cmd" for d in DEVICES} | {"sim/control", "sim/world", "sim/events"}),
 }
 
 
@@ -81,9 +86,14 @@ def topic_keys(station_id: str) -> dict[str, str]:
         "reply": t.reply,
         "events": t.events,
         "inventory": t.inventory,
+        "alarms": t.alarms,
+        "history": t.history,
         "controller": t.controller,
+        "cmd/operator": t.cmd_from("operator"),
+        "cmd/viewer": t.cmd_from("viewer"),  # nobody but the viewer could claim it: nobody may
         "sim/control": t.sim_control,
         "sim/world": t.sim_world,
+        "sim/events": t.sim_events,
     }
     for d in DEVICES:
         keys[f"{d}/cmd"] = t.driver_cmd(d)

@@ -268,7 +268,24 @@ class Bus:
         try:
             await client.publish(topic, data, qos=qos, retain=retain, timeout=self._publish_timeout)
         except aiomqtt.MqttError as exc:
+            self._declare_lost(client, f"publish to {topic} failed: {exc}")
             raise BusDisconnected(f"publish to {topic} failed: {exc}") from exc
+
+    def _declare_lost(self, client: aiomqtt.Client, reason: str) -> None:
+        """A PUBACK that never came means the connection is not healthy, even if the reader has
+        not noticed yet: say so now (lost-hooks fire once) and drop the socket so the loop
+        reconnects."""
+        if client is not self._client or not self._connected.is_set():
+            return
+        log.warning("declaring the connection to %s lost: %s", self.url, reason)
+        self.last_error = reason
+        self._connected.clear()
+        for lost in list(self._lost_hooks):
+            lost()
+        sock = client._client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # ---- the connection loop ---------------------------------------------------------------
     def _make_client(self) -> aiomqtt.Client:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from controller.app import Controller, make_bus
-from controller.cli.render import status_text, swaps_table
+from controller.app import Controller, broker_credentials, make_bus
+from controller.cli.render import (
+    alarms_table,
+    history_text,
+    inventory_table,
+    status_text,
+    swaps_table,
+)
 from controller.clock import Clock
 from controller.config import StationConfig
 from controller.console import OperatorClient
@@ -20,10 +27,25 @@ from controller.errors import BusError
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
 
 
-async def demo(cfg: StationConfig, *, swaps: int, broker: str | None, as_json: bool) -> int:
+async def demo(
+    cfg: StationConfig,
+    *,
+    swaps: int,
+    broker: str | None,
+    as_json: bool,
+    inject: list[str] | None = None,
+    scenario: Path | None = None,
+) -> int:
     from controller.cli.demo import run_demo
 
-    result = await run_demo(cfg, swaps=swaps, broker_url=broker, progress=not as_json)
+    result = await run_demo(
+        cfg,
+        swaps=swaps,
+        broker_url=broker,
+        progress=not as_json,
+        inject=inject or [],
+        scenario=scenario,
+    )
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -96,12 +118,22 @@ async def sim(
     return EXIT_OK
 
 
-def _operator(cfg: StationConfig, url: str, station: str) -> OperatorClient:
-    return OperatorClient(make_bus(cfg, url, client_id=f"swapctl-{os.getpid()}"), station)
+def _operator(cfg: StationConfig, url: str, station: str, role: str = "swapctl") -> OperatorClient:
+    """An operator client logged in with the configured user, whose commands therefore go to
+    ``cmd/<user>`` so the controller records who sent them."""
+    username = broker_credentials(cfg.broker)["username"]
+    bus = make_bus(cfg, url, client_id=f"{role}-{username or 'anon'}-{os.getpid()}")
+    return OperatorClient(bus, station, username=username)
 
 
 async def status(
-    cfg: StationConfig, url: str, station: str, *, as_json: bool, timeout_s: float
+    cfg: StationConfig,
+    url: str,
+    station: str,
+    *,
+    as_json: bool,
+    timeout_s: float,
+    watch: bool = False,
 ) -> int:
     op = _operator(cfg, url, station)
     try:
@@ -113,17 +145,127 @@ async def status(
         await op.wait_for(
             lambda: op.status is not None and op.controller_online is not None, timeout_s
         )
+        if watch and op.status is not None:
+            await _watch_status(op, as_json=as_json)
     finally:
         await op.stop()
     if op.status is None:
         print(f"swapctl: no status for station {station} on {url}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    _print_status(op, as_json=as_json)
+    return EXIT_OK
+
+
+def _print_status(op: OperatorClient, *, as_json: bool, one_line: bool = False) -> None:
+    if op.status is None:
+        return
     if as_json:
         data: dict[str, Any] = op.status.model_dump(mode="json")
         data["controller_online"] = op.controller_online
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data) if one_line else json.dumps(data, indent=2), flush=True)
     else:
-        print(status_text(op.status, op.controller_online))
+        print(status_text(op.status, op.controller_online), flush=True)
+
+
+async def _watch_status(op: OperatorClient, *, as_json: bool) -> None:
+    """Print the status at every change until cancelled (Ctrl-C). A lost broker is said on
+    stderr and the watch carries on: the bus reconnects by itself."""
+    clear = not as_json and sys.stdout.isatty()
+    shown: tuple[object, object] | None = None
+    connected = True
+    while True:
+        current = (op.status, op.controller_online)
+        if current != shown and op.status is not None:
+            if clear:
+                print("\033[H\033[J", end="")
+            elif shown is not None and not as_json:
+                print()
+            _print_status(op, as_json=as_json, one_line=True)
+            shown = current
+        if op.bus.connected != connected:
+            connected = op.bus.connected
+            state = "reconnected" if connected else "disconnected from the broker; reconnecting"
+            print(f"swapctl: {state}", file=sys.stderr, flush=True)
+        await op.wait_for(functools.partial(_status_differs, op, shown), 1.0)
+
+
+def _status_differs(op: OperatorClient, shown: tuple[object, object] | None) -> bool:
+    return (op.status, op.controller_online) != shown
+
+
+async def _read(
+    cfg: StationConfig, url: str, station: str, what: str, timeout_s: float
+) -> tuple[OperatorClient | None, int]:
+    """Connect, wait for the retained ``what`` topic, disconnect."""
+    op = _operator(cfg, url, station)
+    try:
+        await op.start(wait_s=timeout_s)
+    except BusError as exc:
+        print(f"swapctl: {exc}", file=sys.stderr)
+        return None, EXIT_UNAVAILABLE
+    try:
+        await op.wait_for(
+            lambda: getattr(op, what) is not None and op.controller_online is not None, timeout_s
+        )
+    finally:
+        await op.stop()
+    if getattr(op, what) is None:
+        print(f"swapctl: no {what} published for station {station} on {url}", file=sys.stderr)
+        return op, EXIT_UNAVAILABLE
+    return op, EXIT_OK
+
+
+def _dump(model: Any, controller_online: bool | None) -> str:
+    data: dict[str, Any] = model.model_dump(mode="json")
+    data["controller_online"] = controller_online
+    return json.dumps(data, indent=2)
+
+
+async def show(
+    cfg: StationConfig, url: str, station: str, what: str, *, as_json: bool, timeout_s: float
+) -> int:
+    """``swapctl inventory`` and ``swapctl history``: one retained topic, as a table or JSON."""
+    op, code = await _read(cfg, url, station, what, timeout_s)
+    if op is None or code != EXIT_OK:
+        return code
+    if as_json:
+        print(_dump(getattr(op, what), op.controller_online))
+    elif what == "inventory" and op.inventory is not None:
+        print(inventory_table(op.inventory, op.controller_online))
+    elif op.history is not None:
+        print(history_text(op.history, op.controller_online))
+    return EXIT_OK
+
+
+async def alarms(
+    cfg: StationConfig,
+    url: str,
+    station: str,
+    *,
+    ack: str | None,
+    as_json: bool,
+    timeout_s: float,
+) -> int:
+    """``swapctl alarms``: the active alarms; with ``--ack ID`` acknowledge one (or all)."""
+    if ack is not None:
+        return await cmd(
+            cfg, url, station, "ack", {"alarm_id": ack}, as_json=as_json, timeout_s=timeout_s
+        )
+    op, code = await _read(cfg, url, station, "alarms", timeout_s)
+    if op is None or code != EXIT_OK or op.alarms is None:
+        return code
+    if as_json:
+        print(_dump(op.alarms, op.controller_online))
+    else:
+        print(alarms_table(op.alarms, op.controller_online))
+    return EXIT_OK
+
+
+def console(cfg: StationConfig, url: str, station: str) -> int:
+    """``swapctl console``: the terminal UI (Textual runs its own event loop)."""
+    from controller.console.app import ConsoleApp
+
+    ConsoleApp(_operator(cfg, url, station, role="console")).run()
     return EXIT_OK
 
 

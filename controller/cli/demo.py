@@ -11,6 +11,7 @@ import logging
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from controller.app import Controller, make_bus
@@ -87,7 +88,15 @@ async def run_demo(
     swaps: int,
     broker_url: str | None = None,
     progress: bool = True,
+    inject: list[str] | None = None,
+    scenario: Path | None = None,
 ) -> DemoResult:
+    """Run broker (unless ``broker_url``), simulator and controller; swap ``swaps`` trucks.
+
+    ``inject`` arms simulator faults (``DEVICE.ACTION:KIND``) and ``scenario`` loads a fault
+    scenario file, before the first truck; a bad spec raises ``ConfigError`` up front. The demo
+    stops at the first swap that does not complete and reports it.
+    """
     clock = Clock(config.time_scale)
     result = DemoResult(station=config.station_id)
     finished: asyncio.Queue[SwapRecord] = asyncio.Queue()
@@ -107,6 +116,10 @@ async def run_demo(
             stack.push_async_callback(broker.stop)
             url = broker.url
         sim = Simulator(config, url=url, clock=clock)
+        for spec in inject or []:
+            sim.inject(spec)
+        if scenario is not None:
+            sim.load_scenario(scenario)
         await sim.start()
         stack.push_async_callback(sim.stop)
         controller = Controller(config, url=url, clock=clock)

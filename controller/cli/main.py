@@ -1,7 +1,10 @@
 """swapctl: run, simulate, watch and command a swap station.
 
-Exit codes: 0 ok; 1 refused (cmd) or a swap failed / went over budget (demo); 2 no reply, no
-broker, or a bad config file (the message names the file, the field and the reason).
+Exit codes: 0 ok; 1 refused (cmd, alarms --ack) or a swap failed / went over budget (demo);
+2 no reply, no broker, nothing published yet, or a bad config file (the message names the file,
+the field and the reason). Every read command takes --json for scripts (one document; with
+status --watch, one JSON line per change) and prints human tables otherwise. Broker credentials
+come from the station file or SWAPSTATION_MQTT_* variables, never from the command line.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swaps", type=int, default=3)
     p.add_argument("--time-scale", type=float, default=20.0)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="DEVICE.ACTION:KIND",
+        help="arm a simulator fault, e.g. arm.lift:fail, bay.unlock:hang",
+    )
+    p.add_argument("--scenario", type=Path, default=None, help="fault scenario YAML")
 
     p = sub.add_parser("run", help="the controller alone, against a broker")
     _common(p)
@@ -53,11 +64,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inject", action="append", default=[], metavar="DEVICE.ACTION:KIND")
     p.add_argument("--scenario", type=Path, default=None, help="fault scenario YAML")
 
-    p = sub.add_parser("status", help="the station's status")
+    p = sub.add_parser(
+        "status",
+        help="the station's status",
+        description="The retained status. Exit codes: 0 ok; 2 no status, no broker, bad config.",
+    )
     _common(p)
     p.add_argument("--station", default=None, help="station id (default: from config)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="print the status again at every change until Ctrl-C (--json: one line each)",
+    )
+
+    for name, what in (
+        ("inventory", "every rack slot, the gripper and the vehicle's pack"),
+        ("history", "the most recent swaps"),
+    ):
+        p = sub.add_parser(
+            name,
+            help=what,
+            description=f"{what[0].upper()}{what[1:]} (retained topic). Exit codes: 0 ok; "
+            "2 nothing published, no broker, bad config.",
+        )
+        _common(p)
+        p.add_argument("--station", default=None, help="station id (default: from config)")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--timeout", type=float, default=3.0)
+
+    p = sub.add_parser(
+        "alarms",
+        help="active alarms; --ack ID (or all) acknowledges",
+        description="Active alarms (retained topic), or acknowledge one with --ack. Exit codes: "
+        "0 ok; 1 the ack was refused; 2 no reply / nothing published, no broker, bad config.",
+    )
+    _common(p)
+    p.add_argument("--station", default=None, help="station id (default: from config)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--ack", default=None, metavar="ALARM_ID", help="acknowledge (or 'all')")
+
+    p = sub.add_parser(
+        "console",
+        help="the operator's terminal UI",
+        description="A terminal UI of one station: status, swap timeline, rack, alarms, "
+        "liveness, history, and keys to command it. It opens even while the broker is away "
+        "and reconnects by itself. Exit code 0; 2 on a bad config.",
+    )
+    _common(p)
+    p.add_argument("--station", default=None, help="station id (default: from config)")
+    p.add_argument("--log-file", type=Path, default=None, help="write the log here")
 
     p = sub.add_parser("cmd", help="send an operator command and print the reply")
     _common(p)
@@ -120,7 +178,15 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "verbose")
         else logging.WARNING
     )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if args.command == "console":
+        # The terminal belongs to the UI: log to a file, or nowhere (the UI shows what matters).
+        if args.log_file is not None:
+            logging.basicConfig(level=level, format=log_format, filename=args.log_file)
+        else:
+            logging.getLogger().addHandler(logging.NullHandler())
+    else:
+        logging.basicConfig(level=level, format=log_format)
     if level > logging.DEBUG:
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     try:
@@ -149,7 +215,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.swaps < 1:
             raise ConfigError("--swaps", "swaps", "must be at least 1")
         cfg = _config(args, time_scale=args.time_scale)
-        return _run(commands.demo(cfg, swaps=args.swaps, broker=args.broker, as_json=args.json))
+        return _run(
+            commands.demo(
+                cfg,
+                swaps=args.swaps,
+                broker=args.broker,
+                as_json=args.json,
+                inject=args.inject,
+                scenario=args.scenario,
+            )
+        )
     if args.command == "run":
         cfg = _config(args, time_scale=args.time_scale)
         return _run(
@@ -172,9 +247,38 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return _run(
             commands.status(
-                cfg, _broker(args, cfg), station, as_json=args.json, timeout_s=args.timeout
+                cfg,
+                _broker(args, cfg),
+                station,
+                as_json=args.json,
+                timeout_s=args.timeout,
+                watch=args.watch,
             )
         )
+    if args.command in ("inventory", "history"):
+        return _run(
+            commands.show(
+                cfg,
+                _broker(args, cfg),
+                station,
+                args.command,
+                as_json=args.json,
+                timeout_s=args.timeout,
+            )
+        )
+    if args.command == "alarms":
+        return _run(
+            commands.alarms(
+                cfg,
+                _broker(args, cfg),
+                station,
+                ack=args.ack,
+                as_json=args.json,
+                timeout_s=args.timeout,
+            )
+        )
+    if args.command == "console":
+        return commands.console(cfg, _broker(args, cfg), station)
     if args.command == "cmd":
         return _run(
             commands.cmd(

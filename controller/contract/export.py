@@ -2,7 +2,8 @@
 
 Integrators build drivers and consoles in any language from these files, so they are generated
 from the pydantic models and from :class:`Topics` (no topic string is typed here) and cannot
-drift from the code. ``swapctl contract export DIR`` calls :func:`export_contract`.
+drift from the code; the example payloads come from :mod:`controller.contract.examples`.
+``swapctl contract export DIR`` calls :func:`export_contract`.
 
 Two adjustments to pydantic's output, both making the schema say what the wire requires:
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -28,14 +28,9 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from controller.contract.codec import encode
-from controller.contract.common import (
-    MAX_PAYLOAD_BYTES,
-    SCHEMA_VERSION,
-    AlarmInfo,
-    PackInfo,
-    Severity,
-)
+from controller.contract.common import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, SCHEMA_VERSION
 from controller.contract.drivers import (
+    DRIVER_ERROR_CODES,
     ArmState,
     BayState,
     DeviceStateAdapter,
@@ -43,31 +38,29 @@ from controller.contract.drivers import (
     DriverCommand,
     DriverResult,
     IdentifyData,
-    RackSlotState,
     RackState,
     SafetyState,
     SimControl,
     SimWorld,
-    VehicleInBay,
     VehicleState,
     VerifyData,
-    WorldPack,
 )
+from controller.contract.examples import LIVENESS, STATION, example_payloads
 from controller.contract.operator import (
+    COMMAND_ARGS,
     AlarmRaised,
+    Alarms,
+    CommandHandled,
     ErrorEvent,
     EventAdapter,
+    History,
     Inventory,
-    Mode,
     ModeChanged,
     OperatorCommand,
-    Phase,
     PhaseChanged,
     Reply,
-    SlotInfo,
     Status,
     SwapFinished,
-    SwapRecord,
     VehicleArrived,
 )
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, Topics
@@ -75,7 +68,6 @@ from controller.contract.topics import DEVICES, OFFLINE, ONLINE, Topics
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION: Final = "3.0.0"
 MQTT_BINDING_VERSION: Final = "0.2.0"
-LIVENESS: Final = "Liveness"
 
 #: Every payload exported as ``schemas/<name>.schema.json``; the unions through their adapters.
 PAYLOADS: Final[dict[str, TypeAdapter[Any]]] = {
@@ -83,6 +75,8 @@ PAYLOADS: Final[dict[str, TypeAdapter[Any]]] = {
     "Reply": TypeAdapter(Reply),
     "Status": TypeAdapter(Status),
     "Inventory": TypeAdapter(Inventory),
+    "Alarms": TypeAdapter(Alarms),
+    "History": TypeAdapter(History),
     "Event": EventAdapter,
     "DriverCommand": TypeAdapter(DriverCommand),
     "DriverResult": TypeAdapter(DriverResult),
@@ -105,10 +99,13 @@ MESSAGES: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "Reply": (Reply, "Exactly one reply per operator command, echoing its id"),
     "Status": (Status, "Station mode, phase and swap progress"),
     "Inventory": (Inventory, "Every slot and pack the station knows of"),
+    "Alarms": (Alarms, "The station's active alarms, oldest first"),
+    "History": (History, "The most recent swap records, oldest first"),
     "PhaseChanged": (PhaseChanged, "The swap entered a phase (or left the last one)"),
     "ModeChanged": (ModeChanged, "The station changed mode"),
     "AlarmRaised": (AlarmRaised, "An alarm was raised"),
     "VehicleArrived": (VehicleArrived, "A truck stopped in the bay"),
+    "CommandHandled": (CommandHandled, "Audit trail: an operator command, its sender, its fate"),
     "SwapFinished": (SwapFinished, "A swap ended: completed, aborted or estopped"),
     "ErrorEvent": (ErrorEvent, "Bad input on a subscribed topic; nothing changed"),
     "DriverCommand": (DriverCommand, "A command to a driver"),
@@ -122,7 +119,13 @@ MESSAGES: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "SimControl": (SimControl, "Drive the simulated world (simulator only)"),
     "SimWorld": (SimWorld, "Ground truth of the simulated world (simulator only)"),
 }
-EVENT_MESSAGES: Final = ("PhaseChanged", "ModeChanged", "AlarmRaised", "VehicleArrived")
+EVENT_MESSAGES: Final = (
+    "PhaseChanged",
+    "ModeChanged",
+    "AlarmRaised",
+    "VehicleArrived",
+    "CommandHandled",
+)
 STATE_MESSAGES: Final = ("ArmState", "BayState", "DoorState", "RackState", "VehicleState")
 
 
@@ -147,23 +150,40 @@ class Channel:
 
 
 RETAINED: Final = frozenset(
-    {"status", "inventory", "controller", "driverState", "driverOnline", "simWorld"}
+    {
+        "status",
+        "inventory",
+        "alarms",
+        "history",
+        "controller",
+        "driverState",
+        "driverOnline",
+        "simWorld",
+    }
 )
-REPLIES: Final = {"cmd": "reply", "driverCmd": "driverResult"}
+REPLIES: Final = {"cmd": "reply", "cmdUser": "reply", "driverCmd": "driverResult"}
 
 
 def channels() -> list[Channel]:
-    """Every topic of :class:`Topics`, with ``{station}`` and ``{device}`` as parameters."""
+    """Every topic of :class:`Topics`, with ``{station}``, ``{user}`` and ``{device}`` as
+    parameters."""
     t, d, c = Topics("{station}"), "{device}", Channel
     events = (*EVENT_MESSAGES, "SwapFinished", "ErrorEvent")
     states = (*STATE_MESSAGES, "SafetyState")
     # fmt: off
     return [
         c("status", t.status, "send", ("Status",), "Station status, on every change."),
-        c("cmd", t.cmd, "receive", ("OperatorCommand",), "Operator commands."),
+        c("cmd", t.cmd, "receive", ("OperatorCommand",),
+          "Operator commands from an unknown sender (unauthenticated or development use)."),
+        c("cmdUser", t.cmd_from("{user}"), "receive", ("OperatorCommand",),
+          "Operator commands from broker user {user}: the broker's ACL lets only that user "
+          "write here, so the controller records who sent each command."),
         c("reply", t.reply, "send", ("Reply",), "Exactly one reply per operator command."),
-        c("events", t.events, "send", events, "Phases, modes, alarms, swaps, error events."),
+        c("events", t.events, "send", events,
+          "Phases, modes, alarms, arrivals, swaps, handled commands, error events."),
         c("inventory", t.inventory, "send", ("Inventory",), "Every slot and pack, on change."),
+        c("alarms", t.alarms, "send", ("Alarms",), "Active alarms, on every change."),
+        c("history", t.history, "send", ("History",), "The most recent swaps, after each swap."),
         c("controller", t.controller, "send", (LIVENESS,), "Controller liveness (last will)."),
         c("driverCmd", t.driver_cmd(d), "send", ("DriverCommand",), "Commands to a driver."),
         c("driverResult", t.driver_result(d), "receive", ("DriverResult",),
@@ -175,103 +195,11 @@ def channels() -> list[Channel]:
           "Error events a driver raises about input it could not use."),
         c("simControl", t.sim_control, "send", ("SimControl",),
           "Simulator control, sent by tests and swapctl; absent in a real station."),
+        c("simEvents", t.sim_events, "receive", ("ErrorEvent",),
+          "Error events about unusable simulator control input; absent in a real station."),
         c("simWorld", t.sim_world, "receive", ("SimWorld",),
           "Simulated ground truth, read by tests; absent in a real station."),
     ]
-    # fmt: on
-
-
-# ---- examples -------------------------------------------------------------------------------
-
-
-def example_payloads(station: str = "cq-changshou-01") -> dict[str, list[BaseModel | str]]:
-    """Valid payloads of every message, for the AsyncAPI document and docs/mqtt-api.md.
-
-    One coherent moment: swap 42 is in ``stow``, the arm holds the depleted pack at slot 7.
-    Built from the models, so an example that stops validating fails here, not in a reader's
-    driver.
-    """
-    s, ts = station, datetime(2025, 5, 12, 8, 31, 4, 250000, tzinfo=UTC)
-    swap_id, vehicle = "SW-20250512-0042", "CQ-HT-0427"
-    # fmt: off
-    full = PackInfo(id="P-1002", type="HT-282", soc=0.95, health=0.97, capacity_kwh=282)
-    flat = PackInfo(id="P-2291", type="HT-282", soc=0.14, health=0.93, temperature_c=31.5,
-                    capacity_kwh=282)
-    p1001 = PackInfo(id="P-1001", type="HT-282", soc=0.97, capacity_kwh=282)
-    slots = [
-        RackSlotState(slot=1, pack=p1001, docked=True, charger_kw=240, charging_kw=48.0),
-        RackSlotState(slot=2, pack=full, docked=False, charger_kw=240),
-        RackSlotState(slot=7, charger_kw=240),
-        RackSlotState(slot=8, charger_kw=240),
-    ]
-    phases = {"identify": 2.1, "position": 8.3, "prepare": 12.6, "unlock": 6.1, "remove": 10.2,
-              "stow": 24.8, "fetch": 20.9, "insert": 20.4, "lock": 6.0, "verify": 12.5,
-              "release": 5.1}
-    record = SwapRecord(
-        swap_id="SW-20250512-0041", vehicle_id="CQ-HT-0311", result="completed",
-        duration_s=129.0, budget_s=180, in_budget=True, phases=phases, pack_out=flat,
-        pack_in=full, queued_s=12.0, manoeuvre_s=23.1,
-        started_at=datetime(2025, 5, 12, 8, 26, 10, tzinfo=UTC),
-        ended_at=datetime(2025, 5, 12, 8, 28, 19, tzinfo=UTC))
-    alarm = AlarmInfo(id="AL-0007", code="phase_deadline", severity=Severity.error, raised_at=ts,
-                      text="phase 'stow' exceeded its 50 s deadline",
-                      hint="check the arm and the rack, then clear and reset")
-    in_bay = VehicleInBay(plate=vehicle, stopped=True, queued_s=41.0, manoeuvre_s=24.6,
-                          position_error_mm=12.0)
-    arm_cmd, vehicle_cmd, lift_cmd = "arm-17-5081.204", "vehicle-9-5021.882", "arm-18-5112.730"
-    return {
-        "OperatorCommand": [OperatorCommand(id="op-7f3a", cmd="start", ts=ts),
-                            OperatorCommand(id="op-7f3b", cmd="hold", ts=ts)],
-        "Reply": [Reply(id="op-7f3a", ok=True, cmd="start", mode=Mode.execute, ts=ts),
-                  Reply(id="op-7f3c", ok=False, cmd="reset", mode=Mode.execute, ts=ts,
-                        error="not valid in mode execute; valid now: hold, abort, estop")],
-        "Status": [Status(station=s, mode=Mode.execute, phase=Phase.stow, swap_id=swap_id,
-                          vehicle_id=vehicle, elapsed_s=61.4, budget_s=180, phase_elapsed_s=9.2,
-                          phase_deadline_s=50, queue_length=1, active_alarms=0,
-                          swaps_completed=41, ts=ts)],
-        "Inventory": [Inventory(station=s, slots=[SlotInfo(**x.model_dump()) for x in slots],
-                                gripper=flat, vehicle_id=vehicle, swappable_soc=0.9,
-                                consistent=True, ts=ts)],
-        "PhaseChanged": [PhaseChanged(station=s, swap_id=swap_id, phase=Phase.stow,
-                                      previous=Phase.remove, elapsed_s=52.2,
-                                      previous_phase_s=10.2, ts=ts)],
-        "ModeChanged": [ModeChanged(station=s, mode=Mode.held, previous=Mode.execute,
-                                    reason="operator command hold", ts=ts)],
-        "AlarmRaised": [AlarmRaised(station=s, alarm=alarm, ts=ts)],
-        "VehicleArrived": [VehicleArrived(station=s, vehicle_id=vehicle, queued_s=41.0,
-                                          manoeuvre_s=24.6, ts=ts)],
-        "SwapFinished": [SwapFinished(station=s, record=record, ts=ts)],
-        "ErrorEvent": [ErrorEvent(station=s, source="controller", topic=Topics(s).cmd, ts=ts,
-                                  error="schema: cmd: Field required",
-                                  payload_excerpt='{"id": "op-9"}'),
-                       ErrorEvent(station=s, source="arm", topic=Topics(s).driver_cmd("arm"),
-                                  error="schema: action: Field required", ts=ts,
-                                  payload_excerpt='{"id": "arm-19-5120.001", "args": {}}')],
-        "DriverCommand": [
-            DriverCommand(id=arm_cmd, action="move", args={"target": "slot", "slot": 7}, ts=ts),
-            DriverCommand(id=vehicle_cmd, action="identify", ts=ts)],
-        "DriverResult": [
-            DriverResult(id=arm_cmd, device="arm", action="move", status="accepted", ts=ts),
-            DriverResult(id=arm_cmd, device="arm", action="move", status="done", ts=ts),
-            DriverResult(id=vehicle_cmd, device="vehicle", action="identify", status="done",
-                         data={"vehicle_id": vehicle, "pack": flat.model_dump(mode="json")},
-                         ts=ts),
-            DriverResult(id=lift_cmd, device="arm", action="lift", status="failed",
-                         error_code="busy", error=f"busy with move (command {arm_cmd})", ts=ts)],
-        "ArmState": [ArmState(position="slot:7", holding=flat, ts=ts)],
-        "BayState": [BayState(vehicle=in_bay, secured=True, pack_locked=False, queue_length=1,
-                              ts=ts)],
-        "DoorState": [DoorState(position="open", ts=ts)],
-        "RackState": [RackState(slots=slots, ts=ts)],
-        "VehicleState": [VehicleState(connected=True, vehicle_id=vehicle, hv_on=False, ts=ts)],
-        "SafetyState": [SafetyState(estop_pressed=False, ts=ts)],
-        LIVENESS: [ONLINE, OFFLINE],
-        "SimControl": [SimControl(op="arrive", args={"count": 3}, ts=ts),
-                       SimControl(op="estop", args={"pressed": True}, ts=ts)],
-        "SimWorld": [SimWorld(packs=[WorldPack(pack=p1001, location="slot:1"),
-                                     WorldPack(pack=full, location="slot:2"),
-                                     WorldPack(pack=flat, location="gripper")], ts=ts)],
-    }
     # fmt: on
 
 
@@ -339,6 +267,20 @@ def _ref(*parts: str) -> dict[str, str]:
     return {"$ref": "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)}
 
 
+def _more_description(name: str) -> str:
+    """What the tables beside the models add to a message's description."""
+    if name == "OperatorCommand":
+        listed = "; ".join(f"`{c}`" + (f" with {a}" if a else "") for c, a in COMMAND_ARGS.items())
+        return f" Commands, with their `args`: {listed}. Anything else is refused."
+    if name == "DriverResult":
+        codes = "; ".join(f"`{c}`: {text}" for c, text in DRIVER_ERROR_CODES.items())
+        return (
+            " The `data` of a `done` `vehicle.identify` is an `IdentifyData`, of a `done` "
+            f"`vehicle.verify` a `VerifyData`. `error_code` of a `failed` result: {codes}."
+        )
+    return ""
+
+
 def _message(name: str, examples: dict[str, list[BaseModel | str]]) -> dict[str, Any]:
     payloads = [json.loads(encode(p)) if isinstance(p, BaseModel) else p for p in examples[name]]
     out: dict[str, Any] = {"name": name}
@@ -351,8 +293,9 @@ def _message(name: str, examples: dict[str, list[BaseModel | str]]) -> dict[str,
     else:
         model, summary = MESSAGES[name]
         out |= {"title": name, "summary": summary, "contentType": "application/json"}
-        if model.__doc__:
-            out["description"] = " ".join(model.__doc__.split())
+        description = " ".join((model.__doc__ or "").split()) + _more_description(name)
+        if description:
+            out["description"] = description.strip()
         id_field = model.model_fields.get("id")
         if id_field is not None and id_field.is_required():
             out["correlationId"] = {
@@ -390,7 +333,12 @@ def asyncapi() -> dict[str, Any]:
     params = {
         "station": {
             "description": "Station id: one MQTT topic segment (no '/', '+', '#').",
-            "examples": ["cq-changshou-01"],
+            "examples": [STATION],
+        },
+        "user": {
+            "description": "Broker user name: one MQTT topic segment. The broker's ACL lets "
+            "only this user publish on cmd/{user}.",
+            "examples": ["operator"],
         },
         "device": {"description": "Hardware driver id.", "enum": list(DEVICES)},
     }
@@ -407,11 +355,12 @@ def asyncapi() -> dict[str, Any]:
     description = (
         "The MQTT contract of a swapstation battery-swap station for heavy electric trucks, "
         "from the controller's point of view (`send` = the controller publishes). "
-        "Every JSON payload carries the schema version `v` and a timestamp `ts`, and refuses "
-        "unknown fields. Commands carry an `id` that the reply or result echoes (MQTT 3.1.1: "
-        "correlation is in the payload). All messages use QoS 1; state is retained, commands "
-        f"never are. Payloads larger than {MAX_PAYLOAD_BYTES} bytes are refused. "
-        "See docs/mqtt-api.md."
+        "Every JSON payload carries the schema version `v` and a timestamp `ts` (ISO 8601 with "
+        "a UTC offset; a `ts` without one is refused), and refuses unknown fields. Commands "
+        "carry an `id` that the reply or result echoes (MQTT 3.1.1: correlation is in the "
+        "payload). All messages use QoS 1; state is retained, commands never are. Payloads "
+        f"larger than {MAX_PAYLOAD_BYTES} bytes or nested deeper than {MAX_JSON_DEPTH} levels "
+        "are refused. See docs/mqtt-api.md."
     )
     return {
         "asyncapi": ASYNCAPI_VERSION,

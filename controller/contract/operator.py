@@ -192,7 +192,7 @@ class ErrorEvent(Message):
 
     kind: Literal["error"] = "error"
     station: str
-    source: str = Field(description="Who noticed: controller, or a driver id")
+    source: str = Field(description="Who noticed: controller, a driver id, or simulator")
     topic: str
     error: str
     payload_excerpt: str = Field(default="", max_length=200)

@@ -113,6 +113,12 @@ class Topics:
         """Error events a driver raises about input it could not use."""
         return f"{self.driver(device)}/events"
 
+    def every_driver(self, leaf: str) -> str:
+        """Filter for one leaf topic of every driver, e.g. ``every_driver("online")``."""
+        if leaf not in ("cmd", "result", "state", "online", "events"):
+            raise ValueError(f"no driver topic {leaf!r}")
+        return f"{self.base}/drivers/+/{leaf}"
+
     @property
     def drivers_all(self) -> str:
         return f"{self.base}/drivers/+/+"

@@ -156,12 +156,10 @@ class DeviceProxy:
                 try:
                     await self._bus.publish(self._topics.driver_cmd(self.device), cmd)
                 except BusDisconnected as exc:
-                    # In doubt, not failed: the driver may have it. While the station is held
-                    # for the broker, keep it in flight; resume re-sends it under the same id.
-                    if not self._patient():
-                        raise DeviceTimeout(
-                            self.device, action, "bus_disconnected", str(exc)
-                        ) from exc
+                    # In doubt, not failed: the driver may have it. The station holds for the
+                    # broker and its resume re-sends in-flight commands under their ids; if
+                    # nobody holds, the ack deadline below decides.
+                    log.warning("%s.%s %s in doubt: %s", self.device, action, command_id, exc)
                 result = await self._await_accepted(replies, action)
                 while result.status == "accepted":
                     result = await replies.get()

@@ -33,7 +33,7 @@ class AlarmBook:
 
     def acknowledge(self, alarm_id: str) -> bool:
         alarm = self.alarms.get(alarm_id)
-        if alarm is None:
+        if alarm is None or not alarm.active:
             return False
         self.alarms[alarm_id] = alarm.model_copy(update={"acknowledged": True})
         return True

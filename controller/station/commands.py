@@ -220,6 +220,7 @@ class CommandHandler:
             station.reason = "held by operator"
         if cmd == "reset":
             station.alarms.clear_acknowledged()
+            station.alarms_changed()
         await station.modes.fire(cmd)
         if cmd == "start":
             station.start_execute()

@@ -542,6 +542,7 @@ class Station:
         self._raise_halt_alarm(target, reason, error)
         await self._stop_execute()
         await self._make_safe(set(self.gate.touched))
+        self._reconcile_after_halt()
         if self.run is not None:
             self._finish_swap("estopped" if target is Mode.estopped else "aborted", reason)
         await self.phases.end_swap()
@@ -568,6 +569,23 @@ class Station:
             "says; move them by hand in maintenance if a swap was cut short."
         )
         self.alarms.raise_(str(code), Severity.error, reason, hint)
+
+    def _reconcile_after_halt(self) -> None:
+        """After the devices confirmed ``stop``, their states are final: a pack of the cut-short
+        swap is where the sensors report it, or ``unknown`` if none does (the failed move was
+        judged while the hardware was still moving)."""
+        run = self.run
+        if run is None:
+            return
+        d = self.devices
+        for pack in (run.pack_out, run.pack_in):
+            if pack is None or pack.id not in self.ledger.locations:
+                continue
+            places = self.ledger.reported_at(pack.id, d.rack, d.arm, d.vehicle)
+            where = places[0] if len(places) == 1 else "unknown"
+            if self.ledger.locations[pack.id] != where:
+                self.ledger.set_location(pack.id, where, "after the halt, per the sensors")
+                self._outbox.dirty(self.topics.inventory)
 
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None
