@@ -241,3 +241,42 @@ def test_run_and_sim_as_two_processes_against_mosquitto(
     ):
         assert f"swap/cli-two/{topic} " in text, topic
     assert '"kind":"swap_finished"' in text
+
+
+@pytest.mark.parametrize(
+    ("spec", "result", "reason"),
+    [
+        ("arm.lift:fail", "aborted", "injected_fault"),
+        ("bay.unlock:hang", "aborted", "phase 'unlock' exceeded"),
+        ("rack.dock:slow", "completed", None),
+    ],
+)
+def test_demo_inject_specs_work_as_written(
+    tmp_path: Path, spec: str, result: str, reason: str | None
+) -> None:
+    cfg = station_file(tmp_path, f"cli-inject-{spec.split(':')[1]}")
+    proc = swapctl(
+        "demo",
+        "--swaps",
+        "1",
+        "--time-scale",
+        "50",
+        "--inject",
+        spec,
+        "--json",
+        "--config",
+        str(cfg),
+    )
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == (0 if result == "completed" else 1), proc.stderr[-1000:]
+    assert doc["swaps"][0]["result"] == result
+    if reason:
+        assert reason in doc["swaps"][0]["reason"]
+    assert doc["inventory_ok"] is True, doc["problems"]
+
+
+def test_bad_inject_spec_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = station_file(tmp_path, "cli-inject-bad")
+    proc = swapctl("demo", "--inject", "arm.fly:fail", "--config", str(cfg))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "arm.fly" in proc.stderr
