@@ -249,3 +249,25 @@ def test_safety_doc_embeds_the_generated_diagrams() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "safety.md").read_text()
     assert f"```mermaid\n{mode_diagram()}\n```" in doc
     assert f"```mermaid\n{phase_diagram()}\n```" in doc
+
+
+async def test_every_command_is_recorded_with_sender_time_and_result(
+    embedded_broker: object, station_id: str
+) -> None:
+    from controller.contract import CommandHandled, OperatorCommand
+
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        topics = st.controller.topics
+        bus = st.operator.bus
+        await bus.publish(topics.cmd_from("alice"), OperatorCommand(id="au-1", cmd="hold"))
+        await bus.publish(topics.cmd, OperatorCommand(id="au-2", cmd="start"))
+        handled = await st.wait_events(CommandHandled, 2)
+        by_id = {e.id: e for e in handled}
+        assert by_id["au-1"].sender == "alice" and by_id["au-1"].ok is False
+        assert "not valid in mode idle" in (by_id["au-1"].error or "")
+        assert by_id["au-2"].sender is None and by_id["au-2"].ok is True
+        record = st.controller.store.command("au-1")
+        assert record is not None and record.sender == "alice" and record.ok is False
+        assert record.received_at is not None and record.replied_at is not None
