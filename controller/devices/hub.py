@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from controller.aio import Changes
 from controller.bus import Bus
 from controller.clock import Clock
 from controller.contract import (
@@ -37,7 +37,7 @@ class Devices:
         on_command: CommandSent | None = None,
         patient: Callable[[], bool] | None = None,
     ) -> None:
-        self._changed = asyncio.Event()
+        self._changed = Changes()
         self._listeners: list[Callable[[str], None]] = []
         self.proxies: dict[str, DeviceProxy] = {
             d: DeviceProxy(
@@ -68,19 +68,11 @@ class Devices:
     def _notify(self, device: str) -> None:
         for listener in self._listeners:
             listener(device)
-        # Wake every waiter, then give later waiters a fresh event.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None) -> bool:
         """Wait (real seconds) until ``predicate()`` holds; re-checked on every state change."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not predicate():
-                    await self._changed.wait()
-        except TimeoutError:
-            return predicate()
-        return True
+        return await self._changed.wait_until(predicate, timeout_s)
 
     async def resend_inflight(self) -> int:
         """Re-send every unfinished command (same ids; drivers execute an id once)."""

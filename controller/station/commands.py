@@ -9,11 +9,11 @@ reply again and has its effect once (QoS 1 may redeliver).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
 
+from controller.aio import cancel_and_wait
 from controller.contract import (
     DRIVER_ACTIONS,
     OPERATOR_COMMANDS,
@@ -80,11 +80,8 @@ class CommandHandler:
         self._task = asyncio.create_task(self._run(), name="station-commands")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Bus handler for ``cmd``: queue, never block the dispatcher."""

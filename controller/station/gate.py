@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from controller.aio import Changes
 from controller.clock import Clock
 from controller.config import StepPolicy
 from controller.contract import MOTION_ACTIONS, Mode
@@ -56,7 +57,7 @@ class MotionGate:
         self._steps = dict(steps or {})
         #: (device, action, error code) of every retry, for reports and tests.
         self.retries: list[tuple[str, str, str]] = []
-        self._mode_changed = asyncio.Event()
+        self._mode_changed = Changes()
         self.touched: set[str] = set()
         self.held_s = 0.0
         self._paused_at: float | None = None
@@ -71,8 +72,7 @@ class MotionGate:
         (e.g. one whose driver went offline): time an operator holds the station is not the
         phase's fault. It still counts against the swap's budget.
         """
-        self._mode_changed.set()
-        self._mode_changed = asyncio.Event()
+        self._mode_changed.notify()
         loop = asyncio.get_running_loop()
         paused = self._mode() in (Mode.held, Mode.suspended)
         if paused and self._paused_at is None:

@@ -9,12 +9,12 @@ durable by design: the store is) and the retained snapshots are sent again on re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from pydantic import BaseModel
 
+from controller.aio import cancel_and_wait
 from controller.bus import Bus
 from controller.errors import BusDisconnected
 
@@ -61,11 +61,8 @@ class Outbox:
         self._task = asyncio.create_task(self._run(), name="station-outbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -11,7 +11,6 @@ clears and resets it. Nothing restarts on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from controller.aio import cancel_and_wait
 from controller.bus import Bus
 from controller.clock import Clock
 from controller.config import StationConfig
@@ -589,10 +589,7 @@ class Station:
 
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _make_safe(self, devices: set[str]) -> None:
         """Tell every device a failed swap touched to stop (not a motion: always allowed)."""

@@ -1,0 +1,47 @@
+"""Two small asyncio pieces used across the controller and its operator tools."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+
+class Changes:
+    """Lets tasks wait until a condition holds, re-checked after every :meth:`notify`.
+
+    Cheaper and simpler than an ``asyncio.Condition`` for "something changed, look again":
+    ``notify`` is synchronous, so it can be called from bus handlers and state callbacks.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake every waiter; later waiters wait for the next change."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self) -> None:
+        """Wait for the next change."""
+        await self._event.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None) -> bool:
+        """Wait (real seconds) until ``predicate()`` holds; False if it still does not."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not predicate():
+                    await self._event.wait()
+        except TimeoutError:
+            return predicate()
+        return True
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (unless it is the caller or done) and wait until it has stopped."""
+    if task is None or task is asyncio.current_task() or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
