@@ -8,7 +8,10 @@ from typing import TextIO
 
 from controller.contract import (
     SWAP_PHASES,
+    Alarms,
     Event,
+    History,
+    Inventory,
     ModeChanged,
     PhaseChanged,
     Status,
@@ -75,6 +78,66 @@ def status_text(status: Status | None, controller_online: bool | None) -> str:
     )
     lines.append(f"as of       {status.ts.isoformat()}")
     return "\n".join(lines)
+
+
+def _controller_note(controller_online: bool | None) -> str:
+    """Retained data outlives its publisher: say so when the controller is not online."""
+    if controller_online:
+        return ""
+    return "\n(controller OFFLINE: this is the last state it published, not live)"
+
+
+def inventory_table(inv: Inventory, controller_online: bool | None) -> str:
+    rows = []
+    for s in inv.slots:
+        p = s.pack
+        rows.append(
+            [
+                str(s.slot),
+                p.id if p else "-",
+                f"{_bar(p.soc, 10)} {p.soc:4.0%}" if p else "",
+                f"{s.charging_kw:.0f}/{s.charger_kw:.0f}",
+                f"{p.temperature_c:.0f}" if p else "",
+                f"{p.health:.0%}" if p else "",
+                "OUT OF SERVICE" if s.out_of_service else ("docked" if s.docked else "-"),
+            ]
+        )
+    out = [table(["slot", "pack", "soc", "kW", "degC", "health", "state"], rows), ""]
+    out.append(f"gripper     {pack_text(inv.gripper)}")
+    out.append(f"vehicle     {inv.vehicle_id or '-'}  {pack_text(inv.vehicle)}")
+    out.append(f"swappable   at or above {inv.swappable_soc:.0%}")
+    if inv.consistent and not inv.problems:
+        out.append("consistent  every pack in exactly one place")
+    else:
+        out.append("PROBLEMS    " + "; ".join(inv.problems or ["inconsistent"]))
+    return "\n".join(out) + _controller_note(controller_online)
+
+
+def alarms_table(alarms: Alarms, controller_online: bool | None) -> str:
+    if not alarms.alarms:
+        return "no active alarms" + _controller_note(controller_online)
+    rows = [
+        [
+            a.id,
+            a.severity.value,
+            a.code,
+            "yes" if a.acknowledged else "no",
+            a.raised_at.strftime("%Y-%m-%d %H:%M:%S"),
+            a.text,
+        ]
+        for a in alarms.alarms
+    ]
+    out = [table(["id", "severity", "code", "acked", "raised (UTC)", "text"], rows)]
+    hints = [f"  {a.id}: {a.hint}" for a in alarms.alarms if a.hint]
+    if hints:
+        out += ["", "What to do:", *hints]
+    return "\n".join(out) + _controller_note(controller_online)
+
+
+def history_text(history: History, controller_online: bool | None) -> str:
+    if not history.swaps:
+        return "no swaps yet" + _controller_note(controller_online)
+    return swaps_table(history.swaps) + _controller_note(controller_online)
 
 
 class Progress:
