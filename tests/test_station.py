@@ -271,3 +271,14 @@ async def test_every_command_is_recorded_with_sender_time_and_result(
         record = st.controller.store.command("au-1")
         assert record is not None and record.sender == "alice" and record.ok is False
         assert record.received_at is not None and record.replied_at is not None
+
+
+async def test_refusals_list_only_operator_commands() -> None:
+    from controller.contract import OPERATOR_COMMANDS
+    from controller.station.machine import ModeMachine
+
+    machine = ModeMachine(lambda new, old: None)
+    await machine.fire("start")
+    valid = machine.valid_commands()
+    assert "suspend" not in valid and "finish_abort" not in valid
+    assert set(valid) <= set(OPERATOR_COMMANDS)

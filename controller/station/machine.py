@@ -38,6 +38,10 @@ MODE_TRANSITIONS: list[tuple[str, str | list[str], str]] = [
 ]
 
 
+#: Triggers only the station fires; operators cannot send them.
+INTERNAL_TRIGGERS = frozenset({"suspend", "finish_abort"})
+
+
 class _Model:
     """The object transitions decorates with triggers; kept apart from our own methods."""
 
@@ -73,7 +77,8 @@ class ModeMachine:
         return trigger in self._machine.get_triggers(self._model.state)
 
     def valid_commands(self) -> list[str]:
-        return [t for t, _, _ in MODE_TRANSITIONS if self.can(t) and t != "finish_abort"]
+        """Operator commands valid now (``suspend`` and ``finish_abort`` are the station's own)."""
+        return [t for t, _, _ in MODE_TRANSITIONS if self.can(t) and t not in INTERNAL_TRIGGERS]
 
     async def fire(self, trigger: str) -> bool:
         """Fire ``trigger``; False (and nothing changes) if it is not valid now."""
