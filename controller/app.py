@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SWAPSTATION_MQTT_"
 
+#: Real seconds between status messages when nothing changes (consoles judge liveness by age).
+STATUS_HEARTBEAT_S = 2.0
+
 
 class Credentials(TypedDict):
     username: str | None
@@ -127,7 +130,7 @@ class Controller:
         await self.bus.subscribe(self.topics.cmd_any_user, self.commands.on_message)
         self.bus.on_connect(self._announce)
         self.bus.on_disconnect(self.station.broker_lost)
-        self.outbox.start()
+        self.outbox.start(heartbeat_s=STATUS_HEARTBEAT_S, heartbeat_topic=self.topics.status)
         self.commands.start()
         try:
             await self.bus.start(wait_s=connect_timeout_s)

@@ -31,6 +31,7 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
 
     def register_snapshot(self, topic: str, make: Callable[[], BaseModel]) -> None:
         """``make()`` builds the retained payload of ``topic`` whenever it is marked dirty."""
@@ -57,11 +58,28 @@ class Outbox:
         async with asyncio.timeout(timeout_s):
             await self._idle.wait()
 
-    def start(self) -> None:
+    def start(
+        self, *, heartbeat_s: float | None = None, heartbeat_topic: str | None = None
+    ) -> None:
+        """Start sending; with a heartbeat, ``heartbeat_topic`` is re-sent every ``heartbeat_s``
+        real seconds even when nothing changed, so a reader can tell a live publisher from a
+        hung one by the age of its ``ts``."""
         self._task = asyncio.create_task(self._run(), name="station-outbox")
+        if heartbeat_s and heartbeat_topic:
+            self._beat = asyncio.create_task(
+                self._heartbeat(heartbeat_s, heartbeat_topic), name="station-heartbeat"
+            )
+
+    async def _heartbeat(self, every_s: float, topic: str) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if self._bus.connected:
+                self.dirty(topic)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        beat, self._beat = self._beat, None
+        await cancel_and_wait(beat)
         await cancel_and_wait(task)
 
     async def _run(self) -> None:
