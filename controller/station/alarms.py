@@ -38,11 +38,22 @@ class AlarmBook:
         self.alarms[alarm_id] = alarm.model_copy(update={"acknowledged": True})
         return True
 
-    def clear_acknowledged(self) -> None:
-        """On reset, acknowledged alarms stop being active."""
+    def clear_acknowledged(self) -> list[str]:
+        """On reset, acknowledged alarms stop being active; returns their ids."""
+        cleared = []
         for alarm_id, alarm in list(self.alarms.items()):
             if alarm.acknowledged and alarm.active:
                 self.alarms[alarm_id] = alarm.model_copy(update={"active": False})
+                cleared.append(alarm_id)
+        return cleared
+
+    def load(self, active: list[AlarmInfo], newest_id: str | None) -> None:
+        """After a restart: the alarms still active in the store, without raising them again,
+        and ids that continue after the newest ever raised (ids stay unique across restarts)."""
+        for alarm in active:
+            self.alarms[alarm.id] = alarm
+        if newest_id and newest_id[1:].isdigit():
+            self._seq = itertools.count(int(newest_id[1:]) + 1)
 
     def active(self) -> list[AlarmInfo]:
         return [a for a in self.alarms.values() if a.active]

@@ -216,7 +216,8 @@ class CommandHandler:
         if cmd == "hold":
             station.reason = "held by operator"
         if cmd == "reset":
-            station.alarms.clear_acknowledged()
+            for alarm_id in station.alarms.clear_acknowledged():
+                self._store.clear_alarm(alarm_id, station.clock.now())
             station.alarms_changed()
         await station.modes.fire(cmd)
         if cmd == "start":

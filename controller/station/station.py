@@ -303,9 +303,18 @@ class Station:
         that its place is unknown), and never move on its own."""
         store = self.store
         self.ledger.load(store.pack_locations())
+        history = store.alarm_history(1)
+        self.alarms.load(store.active_alarms(), history[0].info.id if history else None)
         in_flight = store.swap_in_flight()
         open_moves = store.open_moves()
         if in_flight is None and not open_moves:
+            serious = [a for a in self.alarms.active() if a.severity is not Severity.warning]
+            if serious:
+                # The station was aborted or e-stopped and not yet cleared and reset: a
+                # restart is not a reset.
+                self.reason = f"restarted with unresolved alarm(s): {serious[0].code}"
+                await self.modes.fire("abort")
+                await self.modes.fire("finish_abort")
             return
         now = self.clock.now()
         for move in open_moves:
@@ -340,6 +349,13 @@ class Station:
         if d.rack is None or d.arm is None or d.vehicle is None:
             return
         self.ledger.seed(d.rack, d.arm, d.vehicle)
+        here = d.vehicle.vehicle_id if d.vehicle.connected else None
+        for pack_id, loc in sorted(self.ledger.in_station().items()):
+            gone = loc.removeprefix("vehicle:")
+            if loc.startswith("vehicle:") and gone != here:
+                # The journal has it on a truck the vehicle link no longer sees: the truck
+                # drove away while the controller was down, and took its pack.
+                self.ledger.depart(gone)
         mismatches = []
         for pack_id, loc in sorted(self.ledger.in_station().items()):
             places = self.ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
