@@ -52,5 +52,10 @@ bench: $(STAMP) mosquitto
 chaos: $(STAMP) mosquitto
 	SWAPSTATION_CHAOS_TRIALS=1000 $(BIN)/pytest -q tests/test_chaos.py -p no:randomly
 
+# 10,000 generated payloads per subscribed topic (make test runs 1,000 per topic), and a longer
+# hypothesis state machine.
+fuzz: $(STAMP) mosquitto
+	SWAPSTATION_FUZZ_PER_TOPIC=10000 SWAPSTATION_STATEFUL_EXAMPLES=60 $(BIN)/pytest -q tests/test_fuzz.py tests/test_stateful.py -o timeout=3600
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -52,10 +52,10 @@ def _load_json(payload: bytes, max_bytes: int) -> Any:
     too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"not JSON: {exc}", payload) from None
     except RecursionError:
         raise PayloadError(too_deep, payload) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int over 4300 digits
+        raise PayloadError(f"not JSON: {exc}", payload) from None
     if _depth(data) > MAX_JSON_DEPTH:
         raise PayloadError(too_deep, payload)
     return data

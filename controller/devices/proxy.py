@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,6 +41,9 @@ CommandSent = Callable[[str, str, dict[str, Any]], None]
 
 _RECENT_IDS = 512
 _counter = itertools.count(1)
+#: Differs for every controller process, so no command id repeats across a restart (a driver
+#: answers a repeated id with its remembered result instead of acting).
+_BOOT = uuid.uuid4().hex[:8]
 
 
 class DeviceProxy:
@@ -146,7 +150,7 @@ class DeviceProxy:
         """
         if self.online is False:
             raise DeviceOffline(self.device, action, "offline", "driver reports offline")
-        command_id = f"{self.device}-{next(_counter)}-{self._clock.monotonic():.3f}"
+        command_id = f"{self.device}-{_BOOT}-{next(_counter)}"
         cmd = DriverCommand(id=command_id, ts=self._clock.now(), action=action, args=args)
         with self._pending.open(command_id) as replies:
             if self._on_command:
@@ -179,7 +183,10 @@ class DeviceProxy:
     ) -> DriverResult:
         while True:
             try:
-                return await asyncio.wait_for(replies.get(), self._ack_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the get() completes (CPython gh-86296).
+                async with asyncio.timeout(self._ack_timeout):
+                    return await replies.get()
             except TimeoutError:
                 if not self._patient():
                     raise DeviceTimeout(

@@ -38,11 +38,12 @@ class AlarmBook:
         self.alarms[alarm_id] = alarm.model_copy(update={"acknowledged": True})
         return True
 
-    def clear_acknowledged(self) -> list[str]:
-        """On reset, acknowledged alarms stop being active; returns their ids."""
+    def clear_acknowledged(self, keep: frozenset[str] = frozenset()) -> list[str]:
+        """On reset, acknowledged alarms stop being active, except those whose code is in
+        ``keep`` (their condition still holds); returns the ids cleared."""
         cleared = []
         for alarm_id, alarm in list(self.alarms.items()):
-            if alarm.acknowledged and alarm.active:
+            if alarm.acknowledged and alarm.active and alarm.code not in keep:
                 self.alarms[alarm_id] = alarm.model_copy(update={"active": False})
                 cleared.append(alarm_id)
         return cleared

@@ -9,8 +9,10 @@ reply again and has its effect once (QoS 1 may redeliver).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 from typing import Any
 
 from controller.aio import cancel_and_wait
@@ -31,17 +33,28 @@ from controller.station.station import Station
 log = logging.getLogger(__name__)
 
 _QUEUE_MAX = 256
+#: What an echoed id may contain (printable, no surrogates): anything else is echoed as "".
+_SAFE_ID = re.compile(r"[\x20-\x7e]{1,256}")
 
 
 def _id_of(payload: bytes) -> str:
     """The command id of an unusable payload, if one can be read, so the refusal can echo it."""
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return ""
     if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return str(data["id"])[:256]
+        candidate = str(data["id"])[:256]
+        if _SAFE_ID.fullmatch(candidate):
+            return candidate
     return ""
+
+
+def _is_estop(payload: bytes) -> bool:
+    try:
+        return decode(OperatorCommand, payload).cmd == "estop"
+    except PayloadError:
+        return False
 
 
 #: Required arguments of the commands that take any, and their types.
@@ -85,6 +98,10 @@ class CommandHandler:
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Bus handler for ``cmd``: queue, never block the dispatcher."""
+        if _is_estop(payload):
+            # An e-stop never waits behind another command (a manual move may take minutes).
+            self._station.spawn(self._handle(topic, payload))
+            return
         try:
             self._queue.put_nowait((topic, payload))
         except asyncio.QueueFull:
@@ -104,15 +121,17 @@ class CommandHandler:
             try:
                 await self._handle(topic, payload)
             except Exception:
+                # This task must outlive any payload: the next command may be an e-stop.
                 log.exception("command handling failed")
-                await self._reply(
-                    Reply(
-                        id=_id_of(payload),
-                        ok=False,
-                        error="internal error; see controller log",
-                        mode=self._station.mode,
+                with contextlib.suppress(Exception):
+                    await self._reply(
+                        Reply(
+                            id=_id_of(payload),
+                            ok=False,
+                            error="internal error; see controller log",
+                            mode=self._station.mode,
+                        )
                     )
-                )
 
     def _sender(self, topic: str) -> str | None:
         """The broker user a command came from (``cmd/<user>``; the ACL vouches for it)."""
@@ -216,7 +235,7 @@ class CommandHandler:
         if cmd == "hold":
             station.reason = "held by operator"
         if cmd == "reset":
-            for alarm_id in station.alarms.clear_acknowledged():
+            for alarm_id in station.alarms.clear_acknowledged(keep=station.standing_alarms()):
                 self._store.clear_alarm(alarm_id, station.clock.now())
             station.alarms_changed()
         await station.modes.fire(cmd)
@@ -259,8 +278,15 @@ class CommandHandler:
         action_args = args.get("args") or {}
         if not isinstance(action_args, dict):
             raise CommandRefused(cmd, "args must be an object")
+        limit = max(station.config.swap.phase_deadlines_s.values())
         try:
-            await station.manual(device, action, action_args)
+            async with station.clock.deadline(limit):
+                await station.manual(device, action, action_args)
+        except TimeoutError:
+            await station.make_safe({device})
+            raise CommandRefused(
+                cmd, f"{device}.{action}: no result within {limit:g} s; told it to stop"
+            ) from None
         except SwapstationError as exc:
             raise CommandRefused(cmd, str(exc)) from None
 

@@ -100,3 +100,5 @@ class Outbox:
             await self._bus.publish(topic, message, retain=retain)
         except BusDisconnected as exc:
             log.warning("dropped %s message to %s: %s", type(message).__name__, topic, exc)
+        except Exception:  # one unencodable message must not silence the station for good
+            log.exception("dropped %s message to %s", type(message).__name__, topic)

@@ -397,10 +397,23 @@ class Station:
                     moving_pack = (self.ledger.begin_move(pack_id, "gripper", here), pack_id, here)
         try:
             data = await self.devices[device].command(action, **args)
-        except SwapstationError as exc:
+        except BaseException as exc:
             if moving_pack:
                 move_id, pack_id, _ = moving_pack
-                self.ledger.fail_move(move_id, pack_id, "unknown", str(exc))
+                d = self.devices
+                await d.wait_until(lambda: not (d.arm and d.arm.busy), 1.0)
+                places = self.ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
+                where = places[0] if len(places) == 1 else "unknown"
+                self.ledger.fail_move(move_id, pack_id, where, f"manual {action}: {exc!r}")
+                if where == "unknown":
+                    self.alarms.raise_(
+                        "pack_location_unknown",
+                        Severity.critical,
+                        f"location unknown for pack {pack_id} after a manual {action}",
+                        "Inspect the arm and the place it worked at; record what you find "
+                        "with set_location.",
+                    )
+                self._outbox.dirty(self.topics.inventory)
             raise
         if moving_pack:
             self.ledger.confirm_move(*moving_pack)
@@ -606,6 +619,24 @@ class Station:
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None
         await cancel_and_wait(task)
+
+    def standing_alarms(self) -> frozenset[str]:
+        """Alarm codes whose condition still holds: a reset must not retire them."""
+        codes = set()
+        if any(loc == "unknown" for loc in self.ledger.locations.values()):
+            codes.add("pack_location_unknown")
+        d = self.devices
+        if self.ledger.seeded and self.ledger.disagreements(d.rack, d.arm, d.vehicle):
+            codes.add("inventory_mismatch")
+        return frozenset(codes)
+
+    async def make_safe(self, devices: set[str]) -> None:
+        """Tell ``devices`` to stop (not a motion: always allowed)."""
+        await self._make_safe(devices)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the station owns (stopped on shutdown)."""
+        return self._spawn(coro)
 
     async def _make_safe(self, devices: set[str]) -> None:
         """Tell every device a failed swap touched to stop (not a motion: always allowed)."""

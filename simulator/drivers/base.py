@@ -391,6 +391,16 @@ class Driver:
             await self.bus.publish(self.topics.driver_result(self.device), result)
         except BusDisconnected as exc:
             log.warning("%s: result %s %s lost: %s", self.device, result.id, result.status, exc)
+        except ValueError as exc:  # e.g. an unencodable string echoed from a bad command
+            safe = result.model_copy(update={"action": "?", "data": {}})
+            log.warning(
+                "%s: result %s not encodable (%s); sent without the action",
+                self.device,
+                result.id,
+                exc,
+            )
+            with contextlib.suppress(BusDisconnected, ValueError):
+                await self.bus.publish(self.topics.driver_result(self.device), safe)
 
     async def _bad_input(
         self, topic: str, reason: str, excerpt: str, failed: DriverResult | None
