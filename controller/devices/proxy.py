@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any

@@ -350,7 +350,7 @@ class Station:
             return
         self.ledger.seed(d.rack, d.arm, d.vehicle)
         here = d.vehicle.vehicle_id if d.vehicle.connected else None
-        for pack_id, loc in sorted(self.ledger.in_station().items()):
+        for loc in sorted(set(self.ledger.in_station().values())):
             gone = loc.removeprefix("vehicle:")
             if loc.startswith("vehicle:") and gone != here:
                 # The journal has it on a truck the vehicle link no longer sees: the truck
