@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from typing import Any
 
 from controller.aio import cancel_and_wait
@@ -33,8 +32,6 @@ from controller.station.station import Station
 log = logging.getLogger(__name__)
 
 _QUEUE_MAX = 256
-#: What an echoed id may contain (printable, no surrogates): anything else is echoed as "".
-_SAFE_ID = re.compile(r"[\x20-\x7e]{1,256}")
 
 
 def _id_of(payload: bytes) -> str:
@@ -45,9 +42,21 @@ def _id_of(payload: bytes) -> str:
         return ""
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         candidate = str(data["id"])[:256]
-        if _SAFE_ID.fullmatch(candidate):
-            return candidate
+        try:
+            candidate.encode()  # a lone surrogate cannot go back out as UTF-8
+        except UnicodeEncodeError:
+            return ""
+        return candidate
     return ""
+
+
+def _encodable(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` if they can be sent as UTF-8 JSON (a lone surrogate cannot), else a marker."""
+    try:
+        json.dumps(args, ensure_ascii=False).encode()
+    except (ValueError, TypeError):
+        return {"unencodable": True}
+    return args
 
 
 def _is_estop(payload: bytes) -> bool:
@@ -178,7 +187,7 @@ class CommandHandler:
                 station=station.config.station_id,
                 id=command.id,
                 cmd=command.cmd,
-                args=command.args,
+                args=_encodable(command.args),
                 sender=self._sender(topic),
                 ok=reply.ok,
                 error=reply.error,

@@ -393,7 +393,7 @@ class Driver:
             log.warning("%s: result %s %s lost: %s", self.device, result.id, result.status, exc)
         except ValueError as exc:  # e.g. an unencodable string echoed from a bad command
             safe = result.model_copy(update={"action": "?", "data": {}})
-            log.warning(
+            log.info(
                 "%s: result %s not encodable (%s); sent without the action",
                 self.device,
                 result.id,
