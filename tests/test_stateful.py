@@ -10,7 +10,8 @@ After every step it checks the invariants of the design brief (``../shared/desig
 1. **Pack conservation.** The simulated world and the controller's ledger each have every pack
    in exactly one place, and every pack the controller places is where the world has it, or
    explicitly ``unknown`` with an active alarm naming it, or, while a move is journaled and not
-   confirmed, at either end of that move. Checked "eventually" (within 3 s real): between a
+   confirmed, at either end of that move (likewise a truck whose ``bay.release`` is in doubt
+   while the swap is held: it may have left). Checked "eventually" (within 3 s real): between a
    driver's ``done`` and the controller confirming it, the two differ for a millisecond by
    design; a lasting difference is a failure. While a driver is disconnected, its reports are
    stale, so the comparison waits for it to come back.
@@ -672,9 +673,21 @@ class StationMachine(RuleBasedStateMachine):
         for move in ctl.store.open_moves():
             moving[move.pack_id] |= {move.src, move.dst}
         alarms = [a for a in ctl.station.alarms.active() if a.code in UNKNOWN_ALARMS]
+        # A truck released while the bay's result was lost (its driver dropped mid-release)
+        # has left, but the swap is held with bay.release in doubt: the controller keeps the
+        # pack on the truck until the operator resumes (departed) or aborts (unknown, alarm).
+        run = ctl.station.run
+        in_doubt = (
+            f"vehicle:{run.vehicle_id}"
+            if run is not None and run.vehicle_id and ctl.devices["bay"].inflight
+            else None
+        )
         for pack, where in sorted(in_station.items()):
             real = world.locations.get(pack)
             if where == real:
+                continue
+            if where == in_doubt and real is None:
+                COVERAGE["truck left while its release was in doubt (held)"] += 1
                 continue
             if where == "unknown":
                 if not any(pack in a.text for a in alarms):
