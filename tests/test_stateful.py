@@ -106,6 +106,20 @@ T = TypeVar("T")
 _examples = itertools.count(1)
 #: What the examples got up to (printed at the end: a run that never swaps proves little).
 COVERAGE: Counter[str] = Counter()
+#: Where a swap task that would not stop was waiting (BUG-H2), printed at the end.
+HANGS: list[str] = []
+
+
+def _awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The whole chain of coroutines a task waits in (``Task.get_stack`` shows only the top)."""
+    out, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return out
+
 
 pytestmark = pytest.mark.timeout(max(600, EXAMPLES * STEPS * 3))
 
@@ -298,13 +312,15 @@ class StationMachine(RuleBasedStateMachine):
             self.runner.close()
 
     async def _close(self) -> None:
-        """Stop the station. BUG-H: ``Controller.stop`` can hang for ever on a swap task whose
-        cancellation ``asyncio.wait_for`` swallowed; cancel it again (and count it)."""
+        """Stop the station. BUG-H2: ``Controller.stop`` can hang for ever on a swap task whose
+        cancellation ``asyncio.wait_for`` swallowed; cancel it again (count it, and keep where
+        the task was for the summary)."""
         closing = asyncio.ensure_future(self.stack.aclose())
         while not (await asyncio.wait([closing], timeout=5))[0]:
             for task in asyncio.all_tasks():
                 if task.get_name() == "station-execute" and task.cancelling():
-                    COVERAGE["BUG-H: shutdown hung, swap task cancelled again"] += 1
+                    COVERAGE["BUG-H2: shutdown hung, swap task cancelled again"] += 1
+                    HANGS.append(" <- ".join(reversed(_awaiting(task))))
                     task.cancel()
         await closing
 
@@ -708,6 +724,7 @@ def test_random_commands_and_faults_keep_the_invariants(
 ) -> None:
     StationMachine.url = mosquitto.url
     COVERAGE.clear()
+    HANGS.clear()
     try:
         _run()
     finally:
@@ -715,6 +732,8 @@ def test_random_commands_and_faults_keep_the_invariants(
             print("\n\nStateful: what the examples did (counts over all examples)")
             for key, count in sorted(COVERAGE.items()):
                 print(f"  {key:<32} {count}")
+            for where in HANGS:
+                print(f"  a swap task that would not stop waited in: {where}")
 
 
 def _run() -> None:
