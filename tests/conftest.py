@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -51,11 +52,45 @@ def station_id(request: pytest.FixtureRequest) -> str:
     )
 
 
+def _awaiting(task: asyncio.Task[object]) -> str:
+    """The whole chain of coroutines a task waits in (``Task.get_stack`` shows only the top)."""
+    out, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(out) or repr(task.get_coro())
+
+
+def _dump_tasks(nodeid: str) -> None:
+    """Print where every asyncio task waits: pytest-timeout shows only thread stacks, which for
+    a hung async test all end in ``selector.poll``."""
+    lines = [f"\n=== {nodeid}: close to its timeout; where every asyncio task waits ==="]
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        if not _is_infrastructure(task):
+            lines.append(f"  {task.get_name()}: {_awaiting(task)}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 @pytest.fixture(autouse=True)
-async def fail_on_leaked_tasks() -> AsyncIterator[None]:
-    """A test must stop every task it started (ophyd-async's rule)."""
+async def fail_on_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test must stop every task it started (ophyd-async's rule). A test that runs close to
+    its timeout first prints where every task waits."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = (
+        float(marker.args[0])
+        if marker and marker.args
+        else float(request.config.getini("timeout") or 0)
+    )
+    loop = asyncio.get_running_loop()
+    watchdog = (
+        loop.call_later(max(limit - 5, 1), _dump_tasks, request.node.nodeid) if limit else None
+    )
     before = set(asyncio.all_tasks())
     yield
+    if watchdog is not None:
+        watchdog.cancel()
     await asyncio.sleep(0)
     leaked = [t for t in asyncio.all_tasks() - before if not t.done() and not _is_infrastructure(t)]
     if leaked:

@@ -4,10 +4,16 @@ The machines *validate and record*: which command is valid in which mode, which 
 which. Their callbacks are quick and synchronous in effect (they only notify the station); the
 awaited I/O of a swap lives in the sequencer task, because transitions swallows cancellation of a
 running trigger (field notes, upstream issues #704/#713).
+
+Even quick callbacks leave transitions' own awaits, where a cancellation can land; transitions
+then returns False as if nothing happened and the task runs on (a swap that would not stop hung a
+shutdown in CI). Every trigger therefore goes through :func:`_trigger`, which re-raises such a
+swallowed cancellation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +46,21 @@ MODE_TRANSITIONS: list[tuple[str, str | list[str], str]] = [
 
 #: Triggers only the station fires; operators cannot send them.
 INTERNAL_TRIGGERS = frozenset({"suspend", "finish_abort"})
+
+
+async def _trigger(machine: AsyncMachine, trigger: str, model: object) -> bool:
+    """Fire ``trigger`` on ``model``; a cancellation that transitions swallowed is raised again.
+
+    A cancelled task counts its pending cancellations (``Task.cancelling``) until someone calls
+    ``uncancel``; transitions catches the ``CancelledError`` without doing so, so a count higher
+    after the trigger than before it is a cancellation that must still stop the task.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result: Any = await machine.events[trigger].trigger(model)
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError(f"cancelled during the {trigger!r} trigger")
+    return bool(result)
 
 
 class _Model:
@@ -84,8 +105,7 @@ class ModeMachine:
         """Fire ``trigger``; False (and nothing changes) if it is not valid now."""
         if not self.can(trigger):
             return False
-        result: Any = await self._machine.events[trigger].trigger(self._model)
-        return bool(result)
+        return await _trigger(self._machine, trigger, self._model)
 
     async def _after(self, *_: Any) -> None:
         new = self.mode
@@ -123,11 +143,11 @@ class PhaseMachine:
         following = order[(order.index(self.phase) + 1) % len(order)]
         if following is not expected:
             raise RuntimeError(f"phase {expected.value} cannot follow {self.phase.value}")
-        await self._machine.events["next_phase"].trigger(self._model)
+        await _trigger(self._machine, "next_phase", self._model)
 
     async def end_swap(self) -> None:
         if self.phase is not Phase.waiting:
-            await self._machine.events["end_swap"].trigger(self._model)
+            await _trigger(self._machine, "end_swap", self._model)
 
     async def _after(self, *_: Any) -> None:
         new = self.phase
