@@ -8,6 +8,7 @@ import pytest
 
 from controller.cli.demo import compare_with_world
 from controller.contract import Mode
+from tests.brokers import Mosquitto
 from tests.harness import StationUnderTest, running_station, station_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -108,3 +109,82 @@ async def test_set_location_records_an_operators_finding(
         # the journal remembers who said what: it is in the store's location history
         history = station.store.location_history(pack)
         assert any("operator" in (h.reason or "") for h in history)
+
+
+async def _arm_over_a_pack(st: StationUnderTest) -> tuple[str, int]:
+    """Maintenance, the arm at the first full slot, undocked: (the pack there, a free slot)."""
+    assert (await st.command("maintenance")).ok
+    ledger = st.controller.station.ledger
+    slot = next(s for s in range(1, 13) if ledger.at(f"slot:{s}"))
+    free = next(s for s in range(1, 13) if not ledger.at(f"slot:{s}"))
+    await manual(st, "rack", "undock", slot=slot)
+    await manual(st, "arm", "move", target="slot", slot=slot)
+    return ledger.at(f"slot:{slot}") or "", free
+
+
+@pytest.mark.parametrize(
+    ("action", "kind", "expected"),
+    [
+        ("lift", "disconnect", "unknown"),  # lifted, but the arm that would say so is offline
+        ("lower", "disconnect", "slot"),  # the rack reports the pack set down
+        ("lower", "hang", "gripper"),  # nothing moved; the arm was told to stop
+    ],
+)
+async def test_a_manual_move_that_never_ends_leaves_the_pack_where_the_sensors_say(
+    mosquitto: Mosquitto, station_id: str, action: str, kind: str, expected: str
+) -> None:
+    """The stateful test once ended with the ledger and the world disagreeing after a manual
+    move under a hang or disconnect fault: the ledger now takes the sensors' word (an offline
+    driver's last report is not one), or ``unknown`` with an alarm, and never the intent."""
+    cfg = station_config(station_id, time_scale=100)
+    async with running_station(mosquitto.url, cfg, start=False) as st:
+        ledger = st.controller.station.ledger
+        pack, free = await _arm_over_a_pack(st)
+        if action == "lower":
+            await manual(st, "arm", "lift")
+            await manual(st, "arm", "move", target="slot", slot=free)
+        st.sim.inject(f"arm.{action}:{kind}")
+        reply = await st.command("manual", device="arm", action=action)
+        assert not reply.ok and "no result" in reply.error
+        where = {"unknown": "unknown", "slot": f"slot:{free}", "gripper": "gripper"}[expected]
+        assert ledger.locations[pack] == where
+        alarms = [a.code for a in st.controller.station.alarms.active()]
+        assert ("pack_location_unknown" in alarms) == (where == "unknown")
+        if where != "unknown":
+            await st.sim.flush()
+            assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        # back online, the next arm action reads the sensors again: the pack is found
+        await st.sim.reconnect("arm")
+        assert await st.controller.devices.wait_until(
+            lambda: not st.controller.devices.offline(), 5
+        )
+        await asyncio.sleep(0.2)  # the arm's republished state
+        await manual(st, "arm", "stop")
+        await st.sim.flush()
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        journaled = st.controller.station.store.location_history(pack)[0]  # newest first
+        assert journaled.location == ledger.locations[pack]
+
+
+async def test_a_manual_lower_on_a_stale_arm_position_follows_the_sensors(
+    mosquitto: Mosquitto, station_id: str
+) -> None:
+    """The place a manual lower acts on comes from the arm's last report; a driver that just
+    came back may not have republished it yet. The journal then names the wrong slot as the
+    intent, and the sensors correct it (the stateful test's 'controller slot:7, world slot:1')."""
+    cfg = station_config(station_id, time_scale=100)
+    async with running_station(mosquitto.url, cfg, start=False) as st:
+        ledger = st.controller.station.ledger
+        pack, free = await _arm_over_a_pack(st)
+        await manual(st, "arm", "lift")
+        await manual(st, "arm", "move", target="slot", slot=free)
+        stale = next(s for s in range(free + 1, 13) if not ledger.at(f"slot:{s}"))
+        proxy = st.controller.devices["arm"]
+        assert proxy.state is not None
+        proxy.state = proxy.state.model_copy(update={"position": f"slot:{stale}"})
+        await manual(st, "arm", "lower")
+        assert ledger.locations[pack] == f"slot:{free}"
+        await st.sim.flush()
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        newest = st.controller.station.store.location_history(pack)[0]
+        assert newest.location == f"slot:{free}" and "manual arm.lower" in newest.reason

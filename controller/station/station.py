@@ -40,12 +40,12 @@ from controller.contract import (
     VehicleArrived,
 )
 from controller.devices import Devices
-from controller.errors import InterlockOpen, SwapstationError
+from controller.errors import SwapstationError
 from controller.inventory import PackLedger
-from controller.station import interlocks
 from controller.station.alarms import AlarmBook
 from controller.station.gate import Halted, MotionGate
 from controller.station.machine import ModeMachine, PhaseMachine
+from controller.station.maintenance import HandMoves
 from controller.station.outbox import Outbox
 from controller.station.swap import SwapRun, SwapSequencer
 
@@ -98,6 +98,12 @@ class Station:
             ledger=ledger,
             enter_phase=self.phases.advance,
             wait_for_pack=self._wait_for_pack,
+            inventory_changed=lambda: outbox.dirty(self.topics.inventory),
+        )
+        self.hands = HandMoves(
+            devices=devices,
+            ledger=ledger,
+            alarms=self.alarms,
             inventory_changed=lambda: outbox.dirty(self.topics.inventory),
         )
         self.run: SwapRun | None = None
@@ -379,54 +385,7 @@ class Station:
     # ---- maintenance: the operator's hands -------------------------------------------------
     async def manual(self, device: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
         """One driver action by hand, in maintenance mode, behind the same interlocks."""
-        reasons = interlocks.for_motion(self.devices, device, action, args)
-        if reasons:
-            raise InterlockOpen(device, action, reasons)
-        arm = self.devices.arm
-        moving_pack: tuple[int, str, str] | None = None
-        if device == "arm" and action in ("lift", "lower") and arm is not None:
-            here = self._arm_place(arm.position)
-            if action == "lift":
-                pack_id = self.ledger.at(here) if here else None
-                if pack_id:
-                    move_id = self.ledger.begin_move(pack_id, here or "", "gripper")
-                    moving_pack = (move_id, pack_id, "gripper")
-            else:
-                pack_id = self.ledger.at("gripper")
-                if pack_id and here:
-                    moving_pack = (self.ledger.begin_move(pack_id, "gripper", here), pack_id, here)
-        try:
-            data = await self.devices[device].command(action, **args)
-        except BaseException as exc:
-            if moving_pack:
-                move_id, pack_id, _ = moving_pack
-                d = self.devices
-                await d.wait_until(lambda: not (d.arm and d.arm.busy), 1.0)
-                places = self.ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
-                where = places[0] if len(places) == 1 else "unknown"
-                self.ledger.fail_move(move_id, pack_id, where, f"manual {action}: {exc!r}")
-                if where == "unknown":
-                    self.alarms.raise_(
-                        "pack_location_unknown",
-                        Severity.critical,
-                        f"location unknown for pack {pack_id} after a manual {action}",
-                        "Inspect the arm and the place it worked at; record what you find "
-                        "with set_location.",
-                    )
-                self._outbox.dirty(self.topics.inventory)
-            raise
-        if moving_pack:
-            self.ledger.confirm_move(*moving_pack)
-        self._outbox.dirty(self.topics.inventory)
-        return data
-
-    def _arm_place(self, position: str) -> str | None:
-        if position.startswith("slot:"):
-            return position
-        if position == "vehicle":
-            vehicle = self.devices.vehicle
-            return f"vehicle:{vehicle.vehicle_id}" if vehicle and vehicle.vehicle_id else None
-        return None
+        return await self.hands.run(device, action, args)
 
     # ---- execute: swapping trucks one after another ----------------------------------------
     def start_execute(self) -> None:
