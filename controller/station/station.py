@@ -47,6 +47,7 @@ from controller.station.gate import Halted, MotionGate
 from controller.station.machine import ModeMachine, PhaseMachine
 from controller.station.maintenance import HandMoves
 from controller.station.outbox import Outbox
+from controller.station.recovery import JournalRecovery
 from controller.station.swap import SwapRun, SwapSequencer
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,13 @@ class Station:
             ledger=ledger,
             enter_phase=self.phases.advance,
             wait_for_pack=self._wait_for_pack,
+            inventory_changed=lambda: outbox.dirty(self.topics.inventory),
+        )
+        self.recovery = JournalRecovery(
+            devices=devices,
+            ledger=ledger,
+            alarms=self.alarms,
+            clock=clock,
             inventory_changed=lambda: outbox.dirty(self.topics.inventory),
         )
         self.hands = HandMoves(
@@ -245,7 +253,7 @@ class Station:
                 self.reason = "light curtain broken"
                 self._spawn(self.modes.fire("hold"))
         elif device in ("rack", "arm", "vehicle") and not self.ledger.seeded:
-            self._seed_and_reconcile()
+            self.recovery.seed_and_reconcile()
         if device == "vehicle" and self.ledger.seeded:
             self._learn_truck_pack()
         if device == "rack" and self.ledger.seeded:
@@ -304,82 +312,14 @@ class Station:
 
     # ---- after a restart ------------------------------------------------------------------
     async def recover_from_journal(self) -> None:
-        """Come up from the journal: if a swap or a pack move was in flight when the controller
-        stopped, come up aborted with a "recovery needed" alarm saying where every pack is (or
-        that its place is unknown), and never move on its own."""
-        store = self.store
-        self.ledger.load(store.pack_locations())
-        history = store.alarm_history(1)
-        self.alarms.load(store.active_alarms(), history[0].info.id if history else None)
-        in_flight = store.swap_in_flight()
-        open_moves = store.open_moves()
-        if in_flight is None and not open_moves:
-            serious = [a for a in self.alarms.active() if a.severity is not Severity.warning]
-            if serious:
-                # The station was aborted or e-stopped and not yet cleared and reset: a
-                # restart is not a reset.
-                self.reason = f"restarted with unresolved alarm(s): {serious[0].code}"
-                await self.modes.fire("abort")
-                await self.modes.fire("finish_abort")
-            return
-        now = self.clock.now()
-        for move in open_moves:
-            store.fail_move(move.move_id, "controller restarted mid-move", now, location="unknown")
-            self.ledger.locations[move.pack_id] = "unknown"
-        if in_flight is not None:
-            store.end_swap(in_flight, "aborted", now)
-        where = ", ".join(f"{p} at {loc}" for p, loc in sorted(self.ledger.in_station().items()))
-        unknown = [p for p, loc in self.ledger.locations.items() if loc == "unknown"]
-        self.reason = f"recovery needed: swap {in_flight or '?'} was in flight at restart"
-        await self.modes.fire("abort")
-        await self.modes.fire("finish_abort")
-        text = f"{self.reason}. Packs: {where}."
-        if unknown:
-            text += f" Location unknown: {', '.join(sorted(unknown))}."
-        self.alarms.raise_(
-            "recovery_needed",
-            Severity.critical,
-            text,
-            "Inspect the station. Clear, enter maintenance, finish by hand with 'manual' moves "
-            "and 'set_location' for packs whose place is unknown, then leave maintenance and "
-            "reset.",
-        )
-        self._outbox.dirty(self.topics.inventory)
-
-    def _seed_and_reconcile(self) -> None:
-        """Once rack, arm and vehicle have reported: learn the packs, and reconcile the journal
-        with the sensors. A pack whose move was cut short (``unknown``) takes the place the
-        sensors report, if exactly one; a confirmed place the sensors contradict is not
-        overwritten but raised as an alarm for an operator to inspect."""
-        d = self.devices
-        if d.rack is None or d.arm is None or d.vehicle is None:
-            return
-        self.ledger.seed(d.rack, d.arm, d.vehicle)
-        here = d.vehicle.vehicle_id if d.vehicle.connected else None
-        for loc in sorted(set(self.ledger.in_station().values())):
-            gone = loc.removeprefix("vehicle:")
-            if loc.startswith("vehicle:") and gone != here:
-                # The journal has it on a truck the vehicle link no longer sees: the truck
-                # drove away while the controller was down, and took its pack.
-                self.ledger.depart(gone)
-        mismatches = []
-        for pack_id, loc in sorted(self.ledger.in_station().items()):
-            places = self.ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
-            if loc == "unknown" and len(places) == 1:
-                self.ledger.set_location(pack_id, places[0], "reconciled with the sensors")
-            elif loc != "unknown" and places and loc not in places:
-                mismatches.append(f"{pack_id}: journal {loc}, sensors {', '.join(places)}")
-        for problem in self.ledger.disagreements(d.rack, d.arm, d.vehicle):
-            if "ledger does not know it" in problem:
-                mismatches.append(problem)
-        if mismatches:
-            self.alarms.raise_(
-                "inventory_mismatch",
-                Severity.error,
-                "the journal and the drivers disagree: " + "; ".join(mismatches),
-                "Inspect the packs named; in maintenance, use set_location to record what you "
-                "find. The station will not start while they disagree.",
-            )
+        """Come up from the journal (see :meth:`JournalRecovery.recover`); halted if needed."""
+        halted = self.recovery.recover()
+        if halted is not None:
+            self.reason = halted.reason
+            await self.modes.fire("abort")
+            await self.modes.fire("finish_abort")
+            if halted.recovery_needed:
+                self.recovery.raise_recovery_alarm(halted.reason)
         self._outbox.dirty(self.topics.inventory)
 
     # ---- maintenance: the operator's hands -------------------------------------------------
@@ -530,7 +470,8 @@ class Station:
         self._raise_halt_alarm(target, reason, error)
         await self._stop_execute()
         await self._make_safe(set(self.gate.touched))
-        self._reconcile_after_halt()
+        if self.run is not None:
+            self.recovery.follow_sensors(self.run.pack_out, self.run.pack_in)
         if self.run is not None:
             self._finish_swap("estopped" if target is Mode.estopped else "aborted", reason)
         await self.phases.end_swap()
@@ -558,36 +499,13 @@ class Station:
         )
         self.alarms.raise_(str(code), Severity.error, reason, hint)
 
-    def _reconcile_after_halt(self) -> None:
-        """After the devices confirmed ``stop``, their states are final: a pack of the cut-short
-        swap is where the sensors report it, or ``unknown`` if none does (the failed move was
-        judged while the hardware was still moving)."""
-        run = self.run
-        if run is None:
-            return
-        d = self.devices
-        for pack in (run.pack_out, run.pack_in):
-            if pack is None or pack.id not in self.ledger.locations:
-                continue
-            places = self.ledger.reported_at(pack.id, d.rack, d.arm, d.vehicle)
-            where = places[0] if len(places) == 1 else "unknown"
-            if self.ledger.locations[pack.id] != where:
-                self.ledger.set_location(pack.id, where, "after the halt, per the sensors")
-                self._outbox.dirty(self.topics.inventory)
-
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None
         await cancel_and_wait(task)
 
     def standing_alarms(self) -> frozenset[str]:
         """Alarm codes whose condition still holds: a reset must not retire them."""
-        codes = set()
-        if any(loc == "unknown" for loc in self.ledger.locations.values()):
-            codes.add("pack_location_unknown")
-        d = self.devices
-        if self.ledger.seeded and self.ledger.disagreements(d.rack, d.arm, d.vehicle):
-            codes.add("inventory_mismatch")
-        return frozenset(codes)
+        return self.recovery.standing_alarms()
 
     async def make_safe(self, devices: set[str]) -> None:
         """Tell ``devices`` to stop (not a motion: always allowed)."""
