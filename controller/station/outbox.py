@@ -2,8 +2,10 @@
 
 State-machine callbacks must stay quick, so they hand messages to the outbox instead of awaiting
 PUBACKs. Events go out in order; retained snapshots (status, inventory) are coalesced: only the
-latest one is sent. When the broker is away, events are dropped with a warning (they are not
-durable by design: the store is) and the retained snapshots are sent again on reconnect.
+latest one is sent. Events raised before the first connection (a restart's recovery alarm, the
+mode it comes up in) wait for it. After that, when the broker is away, events are dropped with a
+warning (they are not durable by design: the store is) and the retained snapshots are sent again
+on reconnect.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class Outbox:
         await cancel_and_wait(task)
 
     async def _run(self) -> None:
+        if self._bus.connections == 0:
+            await self._bus.wait_connected(None)
         while True:
             await self._wake.wait()
             self._wake.clear()
