@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO_ARGS ?=
+# Test files run in this many processes (pytest-xdist, one file per process so a module's tests
+# keep their order). The suite mostly waits on simulated hardware, so 3 fit 2 cores; 0 = serial.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint typecheck imports unit bench chaos fuzz clean mosquitto venv
 
@@ -41,7 +44,7 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP) mosquitto
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP) mosquitto lint typecheck imports unit
 
@@ -55,7 +58,7 @@ chaos: $(STAMP) mosquitto
 # 10,000 generated payloads per subscribed topic (make test runs 1,000 per topic), and a longer
 # hypothesis state machine.
 fuzz: $(STAMP) mosquitto
-	SWAPSTATION_FUZZ_PER_TOPIC=10000 SWAPSTATION_STATEFUL_EXAMPLES=60 $(BIN)/pytest -q tests/test_fuzz.py tests/test_stateful.py -o timeout=3600
+	SWAPSTATION_FUZZ_PER_TOPIC=10000 SWAPSTATION_STATEFUL_EXAMPLES=60 $(BIN)/pytest -q tests/test_fuzz.py tests/test_stateful.py -o timeout=3600 -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

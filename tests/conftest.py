@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -110,3 +110,37 @@ def _is_infrastructure(task: asyncio.Task[object]) -> bool:
         or "Broker" in qual
         or "_asyncgen_fixture_wrapper" in qual
     )
+
+
+# ---- reports: tables a test prints for people (fault matrix, chaos, fuzz, stateful) ----------
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``report(text)`` shows ``text`` in the summary at the end of the run.
+
+    Carried on the test's report (``user_properties``), so it also reaches the terminal when
+    pytest-xdist runs the test in a worker, where printing would be lost.
+    """
+
+    def add(text: str) -> None:
+        request.node.user_properties.append(("report", text))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reports = [
+        rep
+        for outcome in terminalreporter.stats.values()
+        for rep in outcome
+        if getattr(rep, "when", None) == "call" and getattr(rep, "user_properties", None)
+    ]
+    texts = [
+        value
+        for rep in sorted(reports, key=lambda r: r.nodeid)
+        for key, value in rep.user_properties
+        if key == "report"
+    ]
+    if texts:
+        terminalreporter.section("swapstation test reports")
+        for text in texts:
+            terminalreporter.write_line(str(text))

@@ -478,7 +478,7 @@ def _summary(trials: list[Trial], elapsed: float) -> str:
 
 
 async def test_sigkill_at_random_points_recovers(
-    chaos: Chaos, capsys: pytest.CaptureFixture[str]
+    chaos: Chaos, report: Callable[[str], None]
 ) -> None:
     loop = asyncio.get_running_loop()
     t_start = loop.time()
@@ -487,8 +487,7 @@ async def test_sigkill_at_random_points_recovers(
         for i in ONLY or range(TRIALS):
             trials.append(await run_trial(chaos, i))
     finally:  # the table of what ran, also when a trial could not be run at all
-        with capsys.disabled():
-            print(_summary(trials, loop.time() - t_start))
+        report(_summary(trials, loop.time() - t_start))
     failed = [t for t in trials if t.failures]
     assert not failed, f"{len(failed)} of {len(trials)} trials failed:\n" + "\n".join(
         t.describe() for t in failed

@@ -17,6 +17,7 @@ The matrix of outcomes is printed as a table at the end of the module.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -164,14 +165,13 @@ async def test_fault_at_phase_ends_safe(
         MATRIX[(phase, kind)] = outcome
 
 
-def test_zz_print_fault_matrix(capsys: pytest.CaptureFixture[str]) -> None:
-    """The outcomes as a table (run last in this module)."""
+def test_zz_print_fault_matrix(report: Callable[[str], None]) -> None:
+    """The outcomes as a table (run last in this module; shown in the summary at the end)."""
     phases = [p.value for p in SWAP_PHASES]
     width = max((len(v) for v in MATRIX.values()), default=10)
-    with capsys.disabled():
-        print("\n\nFault matrix: outcome per phase (rows) and fault kind (columns)\n")
-        for kind in KINDS:
-            print(f"== {kind} ==")
-            for phase in phases:
-                print(f"  {phase:<9} {MATRIX.get((phase, kind), 'not run'):<{width}}")
-        print()
+    lines = ["", "Fault matrix: outcome per phase (rows) and fault kind (columns)", ""]
+    for kind in KINDS:
+        lines.append(f"== {kind} ==")
+        for phase in phases:
+            lines.append(f"  {phase:<9} {MATRIX.get((phase, kind), 'not run'):<{width}}")
+    report("\n".join(lines))

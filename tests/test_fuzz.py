@@ -41,7 +41,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -285,7 +285,7 @@ def _row(report: dict[str, Any], believed: int, errors: int) -> str:
 
 
 async def test_fuzz_every_subscribed_topic_then_station_still_swaps(
-    mosquitto: Any, station_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mosquitto: Any, station_id: str, tmp_path: Path, report: Callable[[str], None]
 ) -> None:
     cfg = station_config(station_id)
     url = mosquitto.url
@@ -304,8 +304,8 @@ async def test_fuzz_every_subscribed_topic_then_station_still_swaps(
                         continue
                     believed = Believed(st)
                     seen_errors = len(errors.records)
-                    report = await worker.run(target, PER_TOPIC, tag=f"fz{i}")
-                    found = list(report["problems"])
+                    result = await worker.run(target, PER_TOPIC, tag=f"fz{i}")
+                    found = list(result["problems"])
                     try:
                         await st.controller.outbox.flush(30)
                     except TimeoutError:
@@ -318,25 +318,25 @@ async def test_fuzz_every_subscribed_topic_then_station_still_swaps(
                     found += [f"logged: {e}" for e in new_errors[:5]]
                     if found:
                         problems[target.name] = found
-                    rows.append(_row(report, len(believed.seen), len(new_errors)))
-                    total_sent += report["sent"]
+                    rows.append(_row(result, len(believed.seen), len(new_errors)))
+                    total_sent += result["sent"]
                     st.controller.devices._listeners.remove(believed)
                     before = after if not found else snapshot(st)
         fuzz_s = time.monotonic() - started
-        with capsys.disabled():
-            print(f"\n\nFuzz: {PER_TOPIC} payloads per topic, seed {SEED}\n")
-            print(
-                f"{'topic':<15} {'kind':<11} {'sent':>7} {'answers':>8}  {'detail':<28}"
-                f" {'time s':>7} {'msg/s':>7}  result"
-            )
-            print("\n".join(rows))
-            print(
-                f"\n{total_sent} payloads in {fuzz_s:.1f} s ({total_sent / fuzz_s:.0f}/s overall)\n"
-            )
-            for name, found in problems.items():
-                print(f"  {name}:")
-                for p in found[:8]:
-                    print(f"    - {p}")
+        header = (
+            f"{'topic':<15} {'kind':<11} {'sent':>7} {'answers':>8}  {'detail':<28}"
+            f" {'time s':>7} {'msg/s':>7}  result"
+        )
+        found_lines = [
+            line
+            for name, found in problems.items()
+            for line in [f"  {name}:", *(f"    - {p}" for p in found[:8])]
+        ]
+        report(
+            f"\nFuzz: {PER_TOPIC} payloads per topic, seed {SEED}\n\n{header}\n"
+            + "\n".join(rows + found_lines)
+            + f"\n\n{total_sent} payloads in {fuzz_s:.1f} s ({total_sent / fuzz_s:.0f}/s overall)"
+        )
         # and the station still swaps
         await st.operator.bus.start()
         await st.sim.arrive(1)

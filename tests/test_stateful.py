@@ -708,7 +708,7 @@ class StationMachine(RuleBasedStateMachine):
 
 
 def test_random_commands_and_faults_keep_the_invariants(
-    mosquitto: Any, capsys: pytest.CaptureFixture[str]
+    mosquitto: Any, report: Callable[[str], None]
 ) -> None:
     StationMachine.url = mosquitto.url
     COVERAGE.clear()
@@ -716,12 +716,10 @@ def test_random_commands_and_faults_keep_the_invariants(
     try:
         _run()
     finally:
-        with capsys.disabled():
-            print("\n\nStateful: what the examples did (counts over all examples)")
-            for key, count in sorted(COVERAGE.items()):
-                print(f"  {key:<32} {count}")
-            for where in HANGS:
-                print(f"  a swap task that would not stop waited in: {where}")
+        lines = ["", "Stateful: what the examples did (counts over all examples)"]
+        lines += [f"  {key:<32} {count}" for key, count in sorted(COVERAGE.items())]
+        lines += [f"  a swap task that would not stop waited in: {where}" for where in HANGS]
+        report("\n".join(lines))
 
 
 def _run() -> None:
