@@ -347,7 +347,8 @@ class ConsoleModel:
             result = "ok" if event.ok else f"refused: {event.error}"
             self.note("audit", f"{who}: {event.cmd}{_args_text(event.args)} -> {result}")
         elif isinstance(event, VehicleArrived):
-            self.note("info", f"vehicle {event.vehicle_id or '?'} stopped in the bay")
+            truck = event.plate or event.vehicle_id or "?"
+            self.note("info", f"truck {truck} stopped in the bay (swap {event.swap_id or '?'})")
         elif isinstance(event, ErrorEvent):
             self.note("error", f"{event.source} refused input on {event.topic}: {event.error}")
 

@@ -133,7 +133,7 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
         "ModeChanged": [ModeChanged(station=s, mode=Mode.held, previous=Mode.execute,
                                     reason="operator command hold", ts=ts)],
         "AlarmRaised": [AlarmRaised(station=s, alarm=alarm, ts=ts)],
-        "VehicleArrived": [VehicleArrived(station=s, vehicle_id=vehicle, queued_s=41.0,
+        "VehicleArrived": [VehicleArrived(station=s, swap_id=swap_id, plate="YU-D20427", queued_s=41.0,
                                           manoeuvre_s=24.6, ts=ts)],
         "CommandHandled": [CommandHandled(station=s, id="op-7f3d", cmd="ack", args=ack_args,
                                           sender="operator", ok=True, ts=ts),

@@ -153,7 +153,12 @@ class AlarmRaised(Message):
 class VehicleArrived(Message):
     kind: Literal["vehicle_arrived"] = "vehicle_arrived"
     station: str
-    vehicle_id: str | None = None
+    swap_id: str | None = Field(default=None, description="The swap this truck starts")
+    plate: str | None = Field(default=None, description="Licence plate, as the bay reads it")
+    vehicle_id: str | None = Field(
+        default=None,
+        description="The vehicle link's id; unknown (null) until the identify phase reads it",
+    )
     queued_s: float | None = Field(
         default=None, description="Time queueing before entering the bay"
     )

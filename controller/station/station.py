@@ -377,7 +377,8 @@ class Station:
             VehicleArrived(
                 ts=self.clock.now(),
                 station=self.config.station_id,
-                vehicle_id=plate,
+                swap_id=run.swap_id,
+                plate=plate,
                 queued_s=vehicle.queued_s,
                 manoeuvre_s=vehicle.manoeuvre_s,
             ),
