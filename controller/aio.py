@@ -45,3 +45,19 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits, as the whole chain of coroutines ("f:12 -> g:40 -> wait:213").
+
+    ``Task.get_stack`` shows only the outermost frame; this follows ``cr_await``, which is what
+    one needs to tell why a task will not stop.
+    """
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(out) or repr(task.get_coro())

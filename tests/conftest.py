@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from controller.aio import awaiting
 from controller.embedded_broker import EmbeddedBroker
 from tests.brokers import Mosquitto
 
@@ -52,24 +53,13 @@ def station_id(request: pytest.FixtureRequest) -> str:
     )
 
 
-def _awaiting(task: asyncio.Task[object]) -> str:
-    """The whole chain of coroutines a task waits in (``Task.get_stack`` shows only the top)."""
-    out, coro = [], task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return " -> ".join(out) or repr(task.get_coro())
-
-
 def _dump_tasks(nodeid: str) -> None:
     """Print where every asyncio task waits: pytest-timeout shows only thread stacks, which for
     a hung async test all end in ``selector.poll``."""
     lines = [f"\n=== {nodeid}: close to its timeout; where every asyncio task waits ==="]
     for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
         if not _is_infrastructure(task):
-            lines.append(f"  {task.get_name()}: {_awaiting(task)}")
+            lines.append(f"  {task.get_name()}: {awaiting(task)}")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

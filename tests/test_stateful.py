@@ -77,6 +77,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from controller.aio import awaiting
 from controller.contract import (
     DEVICES,
     DRIVER_ACTIONS,
@@ -108,17 +109,6 @@ _examples = itertools.count(1)
 COVERAGE: Counter[str] = Counter()
 #: Where a swap task that would not stop was waiting (BUG-H2, fixed), printed at the end.
 HANGS: list[str] = []
-
-
-def _awaiting(task: asyncio.Task[Any]) -> list[str]:
-    """The whole chain of coroutines a task waits in (``Task.get_stack`` shows only the top)."""
-    out, coro = [], task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return out
 
 
 pytestmark = pytest.mark.timeout(max(600, EXAMPLES * STEPS * 3))
@@ -321,7 +311,7 @@ class StationMachine(RuleBasedStateMachine):
             for task in asyncio.all_tasks():
                 if task.get_name() == "station-execute" and task.cancelling():
                     hung = True
-                    HANGS.append(" <- ".join(reversed(_awaiting(task))))
+                    HANGS.append(awaiting(task))
                     task.cancel()
         await closing
         assert not hung, f"Controller.stop hung on a swap task that would not stop: {HANGS[-1]}"
