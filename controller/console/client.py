@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from controller.aio import Changes
 from controller.bus import Bus, PendingRequests
 from controller.contract import (
     DEVICES,
@@ -72,7 +73,7 @@ class OperatorClient:
         self.controller_online: bool | None = None
         #: ``online`` per device, from the retained ``drivers/<device>/online`` topics.
         self.drivers_online: dict[str, bool] = {}
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     def add_listener(self, listener: Listener) -> None:
         """Also hand every received ``(topic, payload)`` to ``listener`` (the console's model).
@@ -109,8 +110,7 @@ class OperatorClient:
     def _touch(self, topic: str, payload: bytes) -> None:
         for listener in self._listeners:
             listener(topic, payload)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     async def _on_reply(self, topic: str, payload: bytes) -> None:
         for listener in self._listeners:
@@ -180,19 +180,16 @@ class OperatorClient:
         with self._pending.open(command_id) as replies:
             await self.bus.publish(self.command_topic, message)
             try:
-                return await asyncio.wait_for(replies.get(), timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the reply does (CPython gh-86296).
+                async with asyncio.timeout(timeout_s):
+                    return await replies.get()
             except TimeoutError:
                 return None
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float | None) -> bool:
         """Wait (real seconds) until ``predicate()`` holds after some update."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not predicate():
-                    await self._changed.wait()
-        except TimeoutError:
-            return predicate()
-        return True
+        return await self._changed.wait_until(predicate, timeout_s)
 
 
 def _decode_or_none(model: type[M], payload: bytes) -> M | None:
