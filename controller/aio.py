@@ -1,11 +1,14 @@
-"""Two small asyncio pieces used across the controller and its operator tools."""
+"""Small asyncio pieces used across the controller and its operator tools."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Changes:
@@ -38,11 +41,24 @@ class Changes:
         return True
 
 
-async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (unless it is the caller or done) and wait until it has stopped."""
+async def cancel_and_wait(task: asyncio.Task[Any] | None, *, nag_s: float = 5.0) -> None:
+    """Cancel ``task`` (unless it is the caller or done) and wait until it has stopped.
+
+    A task still running ``nag_s`` seconds after its cancellation lost it somewhere (a library
+    that catches ``CancelledError``, as transitions and 3.11's ``wait_for`` can): it is logged
+    with where it waits, and cancelled again, rather than hanging a halt or a shutdown for ever.
+    """
     if task is None or task is asyncio.current_task() or task.done():
         return
     task.cancel()
+    while not (await asyncio.wait([task], timeout=nag_s))[0]:
+        log.warning(
+            "task %s did not stop %g s after its cancellation; cancelling again. It waits in %s",
+            task.get_name(),
+            nag_s,
+            awaiting(task),
+        )
+        task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
