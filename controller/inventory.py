@@ -226,6 +226,17 @@ class PackLedger:
             places.append(vehicle_location(vehicle.vehicle_id or "?"))
         return places
 
+    def sensed_at(
+        self,
+        pack_id: str,
+        rack: RackState | None,
+        arm: ArmState | None,
+        vehicle: VehicleState | None,
+    ) -> str:
+        """The one place the sensors report ``pack_id`` at; ``unknown`` if none or several."""
+        places = self.reported_at(pack_id, rack, arm, vehicle)
+        return places[0] if len(places) == 1 else UNKNOWN
+
     def snapshot(self, station: str, vehicle_id: str | None) -> Inventory:
         slots = []
         for cfg in sorted(self._rack.slots, key=lambda s: s.slot):

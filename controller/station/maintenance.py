@@ -77,6 +77,7 @@ class HandMoves:
             if device == "arm":
                 await self._devices.wait_until(self._arm_at_rest, ARM_REST_S)
                 self._follow_sensors(intent, f"manual arm.{action}: {exc!r}", done=False)
+                self._inventory_changed()
             raise
         if device == "arm":
             if intent is not None:
@@ -119,13 +120,12 @@ class HandMoves:
         """Where the online drivers' sensors put ``pack_id``: one place, or ``unknown``."""
         d = self._devices
         offline = set(d.offline())
-        places = self._ledger.reported_at(
+        return self._ledger.sensed_at(
             pack_id,
             None if "rack" in offline else d.rack,
             None if "arm" in offline else d.arm,
             None if "vehicle" in offline else d.vehicle,
         )
-        return places[0] if len(places) == 1 else UNKNOWN
 
     def _follow_sensors(self, intent: _Intent | None, reason: str, *, done: bool) -> None:
         ledger = self._ledger
@@ -145,7 +145,6 @@ class HandMoves:
             if seen != ledger.locations[pack_id]:
                 ledger.set_location(pack_id, seen, f"sensors after {reason}")
                 self._unknown_alarm(pack_id, seen, reason)
-        self._inventory_changed()
 
     def _unknown_alarm(self, pack_id: str, seen: str, reason: str) -> None:
         if seen != UNKNOWN:

@@ -149,8 +149,7 @@ class JournalRecovery:
         for pack in packs:
             if pack is None or pack.id not in ledger.locations:
                 continue
-            places = ledger.reported_at(pack.id, d.rack, d.arm, d.vehicle)
-            where = places[0] if len(places) == 1 else UNKNOWN
+            where = ledger.sensed_at(pack.id, d.rack, d.arm, d.vehicle)
             if ledger.locations[pack.id] != where:
                 ledger.set_location(pack.id, where, "after the halt, per the sensors")
                 self._inventory_changed()

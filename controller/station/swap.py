@@ -23,7 +23,7 @@ from controller.config import StationConfig
 from controller.contract import IdentifyData, PackInfo, Phase, SwapRecord, VerifyData
 from controller.devices import Devices
 from controller.errors import DeviceFailed, PackLost, PhaseDeadlineExceeded
-from controller.inventory import GRIPPER, UNKNOWN, PackLedger, slot_location, vehicle_location
+from controller.inventory import GRIPPER, PackLedger, slot_location, vehicle_location
 from controller.station.gate import STATE_SETTLE_S, MotionGate
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ class SwapSequencer:
 
     def _reported_place(self, pack_id: str) -> str:
         d = self._devices
-        places = self._ledger.reported_at(pack_id, d.rack, d.arm, d.vehicle)
-        return places[0] if len(places) == 1 else UNKNOWN
+        return self._ledger.sensed_at(pack_id, d.rack, d.arm, d.vehicle)
 
     async def _sensors_agree(self, pack_id: str, expected: str, action: str) -> None:
         """A ``done`` is believed only when the sensors say the same (a driver may be wrong)."""
