@@ -99,20 +99,20 @@ class Station:
             ledger=ledger,
             enter_phase=self.phases.advance,
             wait_for_pack=self._wait_for_pack,
-            inventory_changed=lambda: outbox.dirty(self.topics.inventory),
+            inventory_changed=self.inventory_changed,
         )
         self.recovery = JournalRecovery(
             devices=devices,
             ledger=ledger,
             alarms=self.alarms,
             clock=clock,
-            inventory_changed=lambda: outbox.dirty(self.topics.inventory),
+            inventory_changed=self.inventory_changed,
         )
         self.hands = HandMoves(
             devices=devices,
             ledger=ledger,
             alarms=self.alarms,
-            inventory_changed=lambda: outbox.dirty(self.topics.inventory),
+            inventory_changed=self.inventory_changed,
         )
         self.run: SwapRun | None = None
         self.records: list[SwapRecord] = []
@@ -260,7 +260,7 @@ class Station:
             rack = self.devices.rack
             if rack is not None:
                 self.ledger.refresh_rack(rack)
-                self._outbox.dirty(self.topics.inventory)
+                self.inventory_changed()
                 wanted = self._awaiting_pack
                 if (
                     wanted
@@ -286,7 +286,7 @@ class Station:
                 del self._served[served]
                 if vehicle_id:
                     self.ledger.depart(vehicle_id)
-                self._outbox.dirty(self.topics.inventory)
+                self.inventory_changed()
 
     def _learn_truck_pack(self) -> None:
         """A truck's pack enters the ledger as soon as its vehicle link reports it (even if the
@@ -296,7 +296,7 @@ class Station:
             return
         if vehicle.pack.id not in self.ledger.locations:
             self.ledger.arrive(vehicle.pack, vehicle.vehicle_id)
-            self._outbox.dirty(self.topics.inventory)
+            self.inventory_changed()
 
     def broker_lost(self) -> None:
         """The bus lost the broker: stop issuing commands until an operator resumes."""
@@ -320,7 +320,7 @@ class Station:
             await self.modes.fire("finish_abort")
             if halted.recovery_needed:
                 self.recovery.raise_recovery_alarm(halted.reason)
-        self._outbox.dirty(self.topics.inventory)
+        self.inventory_changed()
 
     # ---- maintenance: the operator's hands -------------------------------------------------
     async def manual(self, device: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -417,7 +417,7 @@ class Station:
             SwapFinished(ts=self.clock.now(), station=self.config.station_id, record=record),
         )
         self._outbox.dirty(self.topics.status)
-        self._outbox.dirty(self.topics.inventory)
+        self.inventory_changed()
         for listener in self.swap_listeners:
             listener(record)
 
@@ -473,7 +473,6 @@ class Station:
         await self._make_safe(set(self.gate.touched))
         if self.run is not None:
             self.recovery.follow_sensors(self.run.pack_out, self.run.pack_in)
-        if self.run is not None:
             self._finish_swap("estopped" if target is Mode.estopped else "aborted", reason)
         await self.phases.end_swap()
         unknown = sorted(p for p, loc in self.ledger.locations.items() if loc == "unknown")
