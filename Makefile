@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 # keep their order). The suite mostly waits on simulated hardware, so 3 fit 2 cores; 0 = serial.
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint typecheck imports unit bench chaos fuzz clean mosquitto venv
+.PHONY: demo test lint typecheck imports unit repeat bench chaos fuzz clean mosquitto venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,13 @@ unit: $(STAMP) mosquitto
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP) mosquitto lint typecheck imports unit
+
+# Flaky-test hunt: the whole pytest suite N times, each in a fresh process, and a table of every
+# test that ever failed. LOAD=1 keeps two CPU hogs busy meanwhile, as on a noisy CI machine.
+N    ?= 10
+LOAD ?= 0
+repeat: $(STAMP) mosquitto
+	$(BIN)/python scripts/repeat.py --runs $(N) $(if $(filter 1,$(LOAD)),--load 2,)
 
 bench: $(STAMP) mosquitto
 	PYTHONPATH=. $(BIN)/python -m bench.run --out bench/results.json
