@@ -34,8 +34,8 @@ mosquitto:
 	@{ command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null 2>&1 || { echo "ERROR: mosquitto still missing" >&2; exit 1; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check controller simulator tests bench
-	$(BIN)/ruff format --check controller simulator tests bench
+	$(BIN)/ruff check controller simulator tests bench scripts
+	$(BIN)/ruff format --check controller simulator tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy controller simulator

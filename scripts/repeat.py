@@ -145,8 +145,10 @@ def main() -> int:
     print("| run | exit | passed | failed | skipped | seconds |")
     print("|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r.index} | {r.exit_code} | {r.passed} | {r.failed} | {r.skipped} | "
-              f"{r.seconds:.0f} |")
+        print(
+            f"| {r.index} | {r.exit_code} | {r.passed} | {r.failed} | {r.skipped} | "
+            f"{r.seconds:.0f} |"
+        )
     print()
     if failures:
         print("| test | failures | runs | first error line |")

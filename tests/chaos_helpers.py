@@ -45,7 +45,6 @@ from controller.contract import (
     decode_as,
 )
 from controller.store import Store
-from simulator.app import Simulator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -312,26 +311,6 @@ class WireRecorder:
 
     def inventory(self, since: float) -> Inventory | None:
         return self.last(Inventory, self.topics.inventory, since)
-
-
-# ---- the simulator after the crash ------------------------------------------------------------
-async def settle(sim: Simulator, timeout_s: float = 10.0, quiet_polls: int = 3) -> bool:
-    """Wait until the simulated hardware has finished what it was doing when the controller
-    died: no driver action running and no truck moving in the bay (a released truck has left),
-    for ``quiet_polls`` polls in a row; then publish every state. False on timeout."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    quiet = 0
-    w = sim.world
-    while loop.time() < end:
-        busy = any(d.busy for d in sim.drivers.values())
-        moving = w.bay is not None and w.bay.phase != "stopped"
-        quiet = 0 if busy or moving else quiet + 1
-        if quiet >= quiet_polls:
-            await sim.flush()
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 # ---- the journal ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from controller.config import StationConfig, load_config
 from controller.console import OperatorClient
 from controller.contract import Event, Mode, PhaseChanged, SwapFinished, SwapRecord
 from simulator.app import Simulator
+from tests.waits import holds_within
 
 TEST_SCALE = 200.0
 E = TypeVar("E")
@@ -76,21 +77,50 @@ class StationUnderTest:
         return await asyncio.wait_for(self.finished.get(), timeout_s)
 
     async def wait_mode(self, mode: Mode, timeout_s: float = 10.0) -> None:
-        ok = await _poll(lambda: self.controller.station.mode is mode, timeout_s)
+        ok = await holds_within(lambda: self.controller.station.mode is mode, timeout_s)
         assert ok, f"mode is {self.controller.station.mode.value}, wanted {mode.value}"
 
     async def wait_phase(self, phase: str, timeout_s: float = 30.0) -> None:
-        ok = await _poll(lambda: self.controller.station.phases.phase.value == phase, timeout_s)
+        ok = await holds_within(
+            lambda: self.controller.station.phases.phase.value == phase, timeout_s
+        )
         assert ok, f"phase never reached {phase}"
 
     async def wait_events(self, kind: type[E], count: int = 1, timeout_s: float = 5.0) -> list[E]:
         """The events of ``kind`` received so far, once there are at least ``count``."""
-        await _poll(
+        await holds_within(
             lambda: len([e for e in self.events if isinstance(e, kind)]) >= count, timeout_s
         )
         found = [e for e in self.events if isinstance(e, kind)]
         assert len(found) >= count, f"{len(found)} {kind.__name__} event(s), wanted {count}"
         return found
+
+    async def wait_no_command_in_flight(self, timeout_s: float = 10.0) -> None:
+        """Until every command the controller sent has its result (the motion under way, if
+        any, has finished)."""
+        devices = self.controller.devices
+        names = ("arm", "bay", "door", "rack", "vehicle", "safety")
+        ok = await holds_within(lambda: not any(devices[d].inflight for d in names), timeout_s)
+        assert ok, "a command is still in flight"
+
+    def controller_heard_every_driver(self) -> bool:
+        """The controller holds, for every driver, the state that driver last published."""
+        for name, driver in self.sim.drivers.items():
+            published = driver._last_state
+            state = self.controller.devices[name].state
+            if published is not None and (
+                state is None or state.model_dump(mode="json", exclude={"ts"}) != published
+            ):
+                return False
+        return True
+
+    async def wait_world_settled(self, timeout_s: float = 10.0) -> None:
+        """Until the simulated hardware has finished what it was doing (a released truck has
+        left), has published its states, and the controller has taken them in."""
+        assert await settle_world(self.sim, timeout_s), "the simulated hardware did not settle"
+        ok = await holds_within(self.controller_heard_every_driver, timeout_s)
+        assert ok, "the controller never received the drivers' last states"
+        await self.controller.outbox.flush()
 
     def phases_seen(self) -> list[str]:
         return [e.phase.value for e in self.events if isinstance(e, PhaseChanged) and e.phase]
@@ -101,16 +131,6 @@ class StationUnderTest:
         return [
             s for s in self.controller.station.sent if s[0] > t and (s[1], s[2]) in MOTION_ACTIONS
         ]
-
-
-async def _poll(predicate: Any, timeout_s: float) -> bool:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while loop.time() < end:
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())
 
 
 @asynccontextmanager
@@ -145,3 +165,22 @@ async def raw_client(url: str, client_id: str) -> Bus:
     bus = Bus(url, client_id=client_id)
     await bus.start()
     return bus
+
+
+async def settle_world(sim: Simulator, timeout_s: float = 10.0, quiet_polls: int = 3) -> bool:
+    """Wait until the simulated hardware has finished what it was doing: no driver action
+    running and no truck moving in the bay (a released truck has left), for ``quiet_polls``
+    polls in a row; then publish every state. False on timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    quiet = 0
+    w = sim.world
+    while loop.time() < end:
+        busy = any(d.busy for d in sim.drivers.values())
+        moving = w.bay is not None and w.bay.phase != "stopped"
+        quiet = 0 if busy or moving else quiet + 1
+        if quiet >= quiet_polls:
+            await sim.flush()
+            return True
+        await asyncio.sleep(0.01)
+    return False

@@ -233,7 +233,7 @@ async def _start_station(operator: OperatorClient) -> None:
         if reply is not None and reply.ok:
             return
         last = reply.error if reply is not None else "no reply"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # before asking again (the restarted station may be busy)
     raise AssertionError(f"station refused start: {last}")
 
 
@@ -257,6 +257,7 @@ def aim_at(stage: str, offset_s: float) -> KillTrigger:
         began = t0
         if stage != "manoeuvre":
             began = await rec.wait_for(lambda: _stage_began(rec, stage, t0), 15.0) or loop.time()
+        # the kill's point in time is the experiment: the trial's offset after the stage began
         await asyncio.sleep(max(0.0, began + clock.to_real(offset_s) - loop.time()))
 
     return wait
@@ -359,6 +360,7 @@ async def run_trial(
             raise AssertionError(f"restarted controller not online:\n{second.log_tail()}")
         if not await rec.wait_for(lambda: _seeded(rec, online), 5.0):
             fail("restarted controller published no inventory built from the drivers' reports")
+        # measures: the restarted controller moves nothing and says what it is, meanwhile
         await asyncio.sleep(max(0.15, clock.to_real(OBSERVE_STATION_S)))
         status, alarms, inventory = rec.status(online), rec.alarms(online), rec.inventory(online)
         code = await second.terminate()

@@ -25,6 +25,7 @@ import pytest
 from controller.cli.demo import compare_with_world
 from controller.contract import SWAP_PHASES, Mode, Phase
 from tests.harness import StationUnderTest, running_station, station_config
+from tests.waits import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,16 +85,34 @@ def _arm(st: StationUnderTest, phase: str, kind: str, watch: Watch) -> None:
     station.mode_listeners.append(on_mode)
 
 
+STOPPED = (Mode.held, Mode.suspended, Mode.estopped, Mode.aborted)
+DEVICES = ("arm", "bay", "door", "rack", "vehicle", "safety")
+#: Polls in a row (10 ms apart) the station must look stopped for the operator. A result that
+#: was in flight when it stopped (a motion the light curtain cut) turns a hold into an abort a
+#: few loop turns after it arrives, with no I/O in between.
+STABLE_POLLS = 3
+
+
+def _stopped_for_the_operator(st: StationUnderTest) -> bool:
+    """Stopped, no halt still making the station safe, and no result still to come from an
+    online driver (one that is offline answers when it is back, after the operator resumes)."""
+    station, devices = st.controller.station, st.controller.devices
+    if station.mode not in STOPPED or station.halting:
+        return False
+    return all(not devices[d].inflight or devices[d].online is not True for d in DEVICES)
+
+
 async def _settle(st: StationUnderTest) -> str:
     """Wait for the swap to end or the station to stop for the operator; say which."""
     station = st.controller.station
     loop = asyncio.get_running_loop()
     end = loop.time() + 20
+    stopped_polls = 0
     while loop.time() < end:
         if not st.finished.empty():
             return "finished"
-        if station.mode in (Mode.held, Mode.suspended, Mode.estopped, Mode.aborted):
-            await asyncio.sleep(0.2)  # let a halt finish its bookkeeping
+        stopped_polls = stopped_polls + 1 if _stopped_for_the_operator(st) else 0
+        if stopped_polls >= STABLE_POLLS:
             return "stopped"
         await asyncio.sleep(0.01)
     raise AssertionError(f"no outcome: mode {station.mode.value}, phase {station.phases.phase}")
@@ -116,7 +135,7 @@ async def test_fault_at_phase_ends_safe(
         if how == "stopped" and station.mode is Mode.held:
             # held for the operator (driver offline, light curtain): nothing moves meanwhile
             t = st.clock.monotonic()
-            await asyncio.sleep(st.clock.to_real(30))
+            await asyncio.sleep(st.clock.to_real(30))  # measures: nothing is sent meanwhile
             assert st.motions_after(t) == []
             held_for = station.reason or ""
             if kind == "disconnect":
@@ -125,7 +144,7 @@ async def test_fault_at_phase_ends_safe(
             if kind == "light_curtain":
                 await st.sim.set_light_curtain(False)
             await st.controller.devices.wait_until(lambda: not st.controller.devices.offline(), 5)
-            await asyncio.sleep(0.05)
+            await until(st.controller_heard_every_driver, "the drivers' states after the hold")
             # stamped before sending: the swap may move the instant the mode changes
             watch.resumed_at = st.clock.monotonic()
             reply = await st.command("resume")
@@ -139,17 +158,15 @@ async def test_fault_at_phase_ends_safe(
                 outcome += " after retry"
         else:
             outcome += station.mode.value
-        await st.controller.outbox.flush()
-        await st.sim.flush()
-        await asyncio.sleep(0.05)
+        await st.wait_world_settled()
 
         # 1. safe end
         final = station.mode
         assert final in (Mode.execute, Mode.aborted, Mode.estopped, Mode.held), final
         # 2. no motion after the fault was detected (until an operator resumed)
         if watch.detected_at is not None:
-            until = watch.resumed_at if watch.resumed_at is not None else float("inf")
-            late = [s for s in st.motions_after(watch.detected_at) if s[0] < until]
+            resumed = watch.resumed_at if watch.resumed_at is not None else float("inf")
+            late = [s for s in st.motions_after(watch.detected_at) if s[0] < resumed]
             assert late == [], f"motion after the fault was detected: {late}"
         # 3. every pack in exactly one place, as the world has it, or unknown with an alarm
         problems = compare_with_world(st.controller, dict(st.sim.world.locations))

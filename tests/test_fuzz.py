@@ -52,6 +52,7 @@ from controller.bus import Bus
 from controller.contract import Mode, Phase, Reply, decode
 from tests.fuzz_payloads import Target, targets
 from tests.harness import StationUnderTest, running_station, station_config
+from tests.waits import holds_within
 
 PER_TOPIC = int(os.environ.get("SWAPSTATION_FUZZ_PER_TOPIC", "1000"))
 #: Only these topics (names as in the table, comma-separated), e.g. "cmd,arm/state".
@@ -416,19 +417,10 @@ async def _replies_to(st: StationUnderTest, payloads: list[bytes]) -> list[Reply
         for payload in payloads:
             before = len(got)
             await bus.publish(st.controller.topics.cmd, payload)
-            await _until(lambda: len(got) > before, 3)  # noqa: B023
+            await holds_within(lambda: len(got) > before, 3)  # noqa: B023
     finally:
         await bus.stop()
     return [decode(Reply, p) for _, p in got]
-
-
-async def _until(predicate: Any, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 @pytest.mark.parametrize(
@@ -455,7 +447,9 @@ async def test_bug_b_refused_command_with_odd_args_keeps_events_flowing(
         odd = b'{"id": "b1", "cmd": "start", "args": {"x": "\\ud800"}}'
         replies = await _replies_to(st, [odd, b'{"id": "b2", "cmd": "fly"}'])
         assert [(r.id, r.ok) for r in replies] == [("b1", False), ("b2", False)]
-        handled = await _until(lambda: any(getattr(e, "id", None) == "b2" for e in st.events), 3)
+        handled = await holds_within(
+            lambda: any(getattr(e, "id", None) == "b2" for e in st.events), 3
+        )
         assert handled, "no CommandHandled event for b2: the outbox is dead"
 
 
@@ -477,7 +471,7 @@ async def test_bug_c_huge_integer_gets_an_error_event(
             errors = lambda: [  # noqa: E731
                 json.loads(p) for tp, p in got if tp == answer and b'"kind":"error"' in p
             ]
-            assert await _until(lambda: any(e["topic"] == topic for e in errors()), 3), (
+            assert await holds_within(lambda: any(e["topic"] == topic for e in errors()), 3), (
                 f"no error event about {topic}"
             )
             if where == "cmd":
@@ -495,7 +489,7 @@ async def test_bug_d_driver_answers_unreadable_action_with_failed_result(
         bus, got = await _listen(st, t.driver_events("door"), t.driver_result("door"))
         try:
             await bus.publish(t.driver_cmd("door"), b'{"id": "d1", "action": "\\ud800"}')
-            await _until(lambda: len(got) >= 2, 3)
+            await holds_within(lambda: len(got) >= 2, 3)
             topics = sorted(tp.rsplit("/", 1)[-1] for tp, _ in got)
             assert topics == ["events", "result"], got
         finally:

@@ -10,6 +10,7 @@ from controller.cli.demo import compare_with_world
 from controller.contract import Mode
 from tests.brokers import Mosquitto
 from tests.harness import StationUnderTest, running_station, station_config
+from tests.waits import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -155,10 +156,9 @@ async def test_a_manual_move_that_never_ends_leaves_the_pack_where_the_sensors_s
             assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
         # back online, the next arm action reads the sensors again: the pack is found
         await st.sim.reconnect("arm")
-        assert await st.controller.devices.wait_until(
-            lambda: not st.controller.devices.offline(), 5
-        )
-        await asyncio.sleep(0.2)  # the arm's republished state
+        devices = st.controller.devices
+        assert await devices.wait_until(lambda: not devices.offline(), 5)
+        await until(st.controller_heard_every_driver, "the arm's state republished on reconnect")
         await manual(st, "arm", "stop")
         await st.sim.flush()
         assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []

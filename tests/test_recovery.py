@@ -29,7 +29,7 @@ async def test_broker_killed_mid_swap_holds_then_operator_resumes(station_id: st
             await st.wait_mode(Mode.held)
             assert st.controller.station.reason == "broker connection lost"
             sent_while_away = len(st.controller.station.sent)
-            await asyncio.sleep(1.0)  # 50 station seconds without a broker
+            await asyncio.sleep(1.0)  # measures: nothing sent in 50 station s without a broker
             assert len(st.controller.station.sent) == sent_while_away
             broker.start()
             await st.controller.bus.wait_connected(15)
@@ -38,7 +38,7 @@ async def test_broker_killed_mid_swap_holds_then_operator_resumes(station_id: st
             )
             await st.operator.bus.wait_connected(15)
             # held, and it stays held until the operator says so
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # measures: no mode change meanwhile
             assert st.controller.station.mode is Mode.held
             reply = await st.command("resume")
             assert reply.ok, reply.error
@@ -82,7 +82,7 @@ async def test_restart_mid_swap_comes_up_aborted_with_recovery_alarm(
             assert alarms, second.station.alarms.active()
             assert "was in flight" in alarms[0].text
             # it never moves on its own
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # measures: nothing is sent meanwhile
             assert second.station.sent == []
             assert len(st.controller.station.sent) == sent_before
             # it refuses to start until cleared and reset

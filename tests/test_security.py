@@ -286,7 +286,7 @@ async def test_viewer_command_never_reaches_controller(
         # viewer's never does.
         await operator.publish(t.cmd, b"operator: hold")
         await commands.wait_for([b"operator: hold"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert commands.payloads() == {b"operator: hold"}
     # and a late subscriber finds no retained command planted by the viewer
     late, operator2 = broker.bus("controller"), broker.bus("operator")
@@ -294,7 +294,7 @@ async def test_viewer_command_never_reaches_controller(
     async with connected(late, operator2):
         await operator2.publish(t.cmd, b"operator: resume")
         await late_commands.wait_for([b"operator: resume"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert late_commands.payloads() == {b"operator: resume"}
 
 
@@ -321,14 +321,14 @@ async def test_driver_cannot_publish_on_another_drivers_topics(
         await arm.publish(t.cmd, b"arm: operator command")
         await arm.publish(t.driver_state("arm"), b"arm: own state")  # positive control
         await seen.wait_for([b"bay: genuine state", b"arm: own state"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
         assert seen.payloads() == {b"bay: genuine state", b"arm: own state"}
         # the bay's retained state is still the bay's own
         late = broker.bus("controller")
         retained = await Inbox().attach(late, [t.driver_state("bay")])
         async with connected(late):
             await retained.wait_for([b"bay: genuine state"])
-            await asyncio.sleep(GRACE_S)
+            await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
         assert retained.payloads() == {b"bay: genuine state"}
         await bay.publish(t.driver_state("bay"), b"", retain=True)
 
@@ -351,7 +351,7 @@ async def test_driver_wildcard_subscriptions_get_only_its_own_commands(
         await bay.publish(t.driver_state("bay"), b"bay: state")
         await controller.publish(t.driver_cmd("arm"), b"ctl: arm lift")  # positive control
         await wild.wait_for([b"ctl: arm lift"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert wild.payloads() == {b"ctl: arm lift"}
     assert {topic for topic, _ in wild.messages} == {t.driver_cmd("arm")}
 
@@ -369,7 +369,7 @@ async def test_driver_last_will_on_another_drivers_topic_is_dropped(
         await arm.kill()
         await bay.kill()  # positive control: the bay's own will
         await online.wait_for([b"offline"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
         assert online.payloads() == {b"offline"}
         await controller.publish(t.driver_online("bay"), b"", retain=True)  # may not: dropped
     clear = broker.bus("bay")
@@ -404,7 +404,7 @@ async def test_acl_matrix_every_user_every_topic(broker: SecureBroker, station_i
         for reader in ALL_USERS:
             await by_wildcard[reader].wait_for(expected[reader])
             await by_exact[reader].wait_for(expected[reader])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
 
     # `#` also brings retained messages of other tests' stations: judge this station's only.
     mine = f"{Topics(station_id).base}/"
@@ -435,7 +435,7 @@ async def test_loopback_listener_applies_the_same_users_and_acl(
         await viewer.publish(t.cmd, b"viewer over loopback")
         await operator.publish(t.cmd, b"operator over loopback")
         await commands.wait_for([b"operator over loopback"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert commands.payloads() == {b"operator over loopback"}
 
 
@@ -484,7 +484,7 @@ async def test_oversized_packet_disconnects_only_its_sender(
         assert "disconnected due to oversize packet" in broker.log()
         await operator.publish(t.cmd, b"after")
         await commands.wait_for([b"before", b"y" * 200_000, b"after"])
-        await asyncio.sleep(GRACE_S)
+        await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
         assert max(len(p) for p in commands.payloads()) == 200_000
         assert controller.connections == operator.connections == 1  # never dropped
     assert broker.alive()

@@ -254,7 +254,7 @@ async def test_duplicate_command_id_is_executed_once(broker_url: str, station_id
         # the same id again, even with another action: answered with the last result only
         await probe.send("door", "close", cmd_id="dup-1")
         await probe.wait_for(lambda: len(probe.results["dup-1"]) == 3)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # measures: no further result arrives meanwhile
         assert [r.status for r in probe.results["dup-1"]] == ["accepted", "done", "done"]
         assert probe.results["dup-1"][2] == probe.results["dup-1"][1]
         assert sim.world.door == "open"
@@ -262,7 +262,7 @@ async def test_duplicate_command_id_is_executed_once(broker_url: str, station_id
         await probe.send("arm", "move", {"target": "slot", "slot": 8}, cmd_id="dup-2")
         await probe.send("arm", "move", {"target": "slot", "slot": 8}, cmd_id="dup-2")
         await probe.final("dup-2")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # measures: no further result arrives meanwhile
         assert [r.status for r in probe.results["dup-2"]] == ["accepted", "accepted", "done"]
 
 
@@ -297,7 +297,7 @@ async def test_malformed_commands_get_error_events_and_change_nothing(
             if cmd_id is not None:
                 result = await probe.final(cmd_id)
                 assert (result.status, result.error_code) == ("failed", code)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # measures: no further result arrives meanwhile
         assert sum(len(v) for v in probe.results.values()) == 7  # one per readable id only
         assert physical(sim) == world_before  # (state of charge moves on: chargers run)
         assert state(probe, "door", DoorState).position == door_before
@@ -311,7 +311,7 @@ async def test_last_will_fires_on_disconnect_and_driver_comes_back(
         await sim.disconnect("arm")
         await probe.wait_for(lambda: probe.online["arm"] == "offline")
         lost = await probe.send("arm", "move", {"target": "slot", "slot": 3})
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # measures: no answer comes meanwhile
         assert lost not in probe.results  # nobody listens
         await sim.reconnect("arm")
         await probe.wait_for(lambda: probe.online["arm"] == "online")
@@ -331,7 +331,7 @@ async def test_stop_halts_the_running_motion(broker_url: str, station_id: str) -
     async with running_sim(broker_url, station_id, time_scale=100) as (sim, probe):
         move = await probe.send("arm", "move", {"target": "slot", "slot": 8})  # ~13.6 s
         await probe.wait_for(lambda: state(probe, "arm", ArmState).position == "moving")
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.03)  # lets the arm travel part of the way (any part will do)
         stop = await probe.send("arm", "stop")
         halted = await probe.final(move)
         assert (halted.status, halted.error_code) == ("failed", "stopped")
@@ -405,7 +405,7 @@ async def test_docked_packs_charge_with_taper(broker_url: str, station_id: str) 
     async with running_sim(broker_url, station_id, time_scale=1000) as (sim, probe):
         await ok(probe, "rack", "undock", {"slot": 6})
         soc = {n: sim.world.slot_pack(n).soc for n in (1, 5, 6)}  # type: ignore[union-attr]
-        await asyncio.sleep(0.5)  # ~500 s of station time
+        await asyncio.sleep(0.5)  # lets the chargers run ~500 s of station time (read, not assumed)
         rack = state(probe, "rack", RackState)
         by_slot = {s.slot: s for s in rack.slots}
         # the reported power is the taper of the reported SoC (how far a loaded machine lets

@@ -93,6 +93,7 @@ from controller.contract import (
 from simulator.faults import FAULT_KINDS
 from tests.fuzz_payloads import reply_id
 from tests.harness import StationUnderTest, running_station, station_config
+from tests.waits import holds_within
 
 EXAMPLES = int(os.environ.get("SWAPSTATION_STATEFUL_EXAMPLES", "12"))
 STEPS = int(os.environ.get("SWAPSTATION_STATEFUL_STEPS", "30"))
@@ -155,16 +156,6 @@ class LoopThread:
             if not self.thread.is_alive():
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
                 self.loop.close()
-
-
-async def _poll(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > end:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 # ---- strategies ----------------------------------------------------------------------------
@@ -425,7 +416,7 @@ class StationMachine(RuleBasedStateMachine):
             topics = st.controller.topics
             topic = topics.cmd_from(user) if user else topics.cmd
             await st.operator.bus.publish(topic, payload)
-            if not await _poll(lambda: len(self.replies[rid]) >= want, REPLY_TIMEOUT_S):
+            if not await holds_within(lambda: len(self.replies[rid]) >= want, REPLY_TIMEOUT_S):
                 raise AssertionError(
                     f"no reply to {payload[:120]!r} within {REPLY_TIMEOUT_S:g} s "
                     f"(mode {st.controller.station.mode.value}, executing {self.executing!r})"
@@ -547,7 +538,7 @@ class StationMachine(RuleBasedStateMachine):
             await st.sim.set_estop(tripped)
             if tripped and st.sim.drivers["safety"].bus.connected:
                 station = st.controller.station
-                if not await _poll(lambda: station.mode is Mode.estopped, 5):
+                if not await holds_within(lambda: station.mode is Mode.estopped, 5):
                     raise AssertionError(f"e-stop not latched: mode {station.mode.value}")
 
         self.do(go)
@@ -582,6 +573,7 @@ class StationMachine(RuleBasedStateMachine):
 
     @rule(station_s=hs.sampled_from([1, 3, 10, 30]))
     def a_moment_passes(self, station_s: int) -> None:
+        # time passing is the step itself: what the station does meanwhile is what is tested
         self.do(lambda st: asyncio.sleep(st.clock.to_real(station_s)))
 
     @rule(station_s=hs.sampled_from([60, 120, 200]))
@@ -598,7 +590,9 @@ class StationMachine(RuleBasedStateMachine):
             seen: list[Any] = []
             station.phase_listeners.append(seen.append)
             try:
-                await _poll(lambda: len(seen) >= phases or station.mode is not Mode.execute, 2)
+                await holds_within(
+                    lambda: len(seen) >= phases or station.mode is not Mode.execute, 2
+                )
             finally:
                 station.phase_listeners.remove(seen.append)
 
@@ -645,13 +639,13 @@ class StationMachine(RuleBasedStateMachine):
         def handled() -> Counter[str]:
             return Counter(e.id for e in st.events if isinstance(e, CommandHandled))
 
-        await _poll(lambda: all(handled()[i] == 1 for i in self.decodable), 3)
+        await holds_within(lambda: all(handled()[i] == 1 for i in self.decodable), 3)
         counts = handled()
         wrong = {i: counts[i] for i in self.decodable if counts[i] != 1}
         wrong |= {i: c for i, c in counts.items() if c > 1}
         assert not wrong, f"CommandHandled events per id, want 1 each: {wrong}"
         # 1. pack conservation
-        if not await _poll(lambda: not self._conservation(st), SETTLE_S):
+        if not await holds_within(lambda: not self._conservation(st), SETTLE_S):
             problems = self._conservation(st)
             assert not problems, "pack conservation:\n" + "\n".join(problems)
 

@@ -17,6 +17,7 @@ from controller.contract import (
     Phase,
 )
 from tests.harness import running_station, station_config
+from tests.waits import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -143,9 +144,8 @@ async def test_malformed_commands_get_error_event_and_refusal(
         assert all(r["ok"] is False for r in got)
         assert [r["id"] for r in got] == ["", "", "m1", "m2", "m3", "m4"]
         await st.controller.outbox.flush()
-        await asyncio.sleep(0.1)
-        await bus.stop()
         errors = await st.wait_events(ErrorEvent, len(bad))
+        await bus.stop()
         assert len(errors) == len(bad)
         assert st.controller.station.mode is Mode.idle
 
@@ -179,9 +179,9 @@ async def test_hold_and_resume_mid_swap(embedded_broker: object, station_id: str
         assert (await st.command("hold")).ok
         await st.wait_mode(Mode.held)
         # the motion under way finishes; then nothing new starts while held
-        await asyncio.sleep(st.clock.to_real(40))
+        await st.wait_no_command_in_flight()
         t = st.clock.monotonic()
-        await asyncio.sleep(st.clock.to_real(60))
+        await asyncio.sleep(st.clock.to_real(60))  # measures: nothing is sent meanwhile
         assert st.motions_after(t) == []
         assert (await st.command("resume")).ok
         record = await st.next_swap()
@@ -201,7 +201,7 @@ async def test_operator_estop_mid_swap_latches_and_stops_motion(
         t = st.clock.monotonic()
         record = await st.next_swap()
         assert record.result == "estopped"
-        await asyncio.sleep(st.clock.to_real(60))
+        await asyncio.sleep(st.clock.to_real(60))  # measures: nothing is sent meanwhile
         assert st.motions_after(t) == []
         assert st.controller.station.mode is Mode.estopped
         assert not (await st.command("start")).ok
@@ -231,10 +231,14 @@ async def test_safety_relay_estop_latches_and_reset_waits_for_release(
         assert record.result == "estopped"
         reply = await st.command("clear")
         assert not reply.ok and "e-stop still pressed" in reply.error
-        await asyncio.sleep(st.clock.to_real(30))
+        await asyncio.sleep(st.clock.to_real(30))  # measures: nothing is sent meanwhile
         assert st.motions_after(t) == []
         await st.sim.set_estop(False)
-        await asyncio.sleep(0.1)
+        safety = st.controller.devices
+        await until(
+            lambda: safety.safety is not None and not safety.safety.estop_pressed,
+            "the controller sees the e-stop released",
+        )
         assert (await st.command("clear")).ok
         assert (await st.command("reset")).ok
         assert st.controller.station.mode is Mode.idle
@@ -282,3 +286,38 @@ async def test_refusals_list_only_operator_commands() -> None:
     valid = machine.valid_commands()
     assert "suspend" not in valid and "finish_abort" not in valid
     assert set(valid) <= set(OPERATOR_COMMANDS)
+
+
+async def test_truck_leaving_while_a_halt_is_under_way_takes_its_pack(
+    embedded_broker: object, station_id: str
+) -> None:
+    """The release phase runs out of time while the bay is still releasing; the release then
+    finishes and the truck drives off while the abort is still making the station safe. The
+    ledger must say the truck's new pack left with it (found by the fault matrix, where it
+    happened when a loaded machine let a slow release outlast its deadline)."""
+    cfg = station_config(station_id, swap__phase_deadlines_s__release=1.0)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        station = st.controller.station
+        make_safe = station._make_safe
+
+        async def truck_leaves_first(devices: set[str]) -> None:
+            # widen the race to certainty: the truck is gone, and the controller has seen it go,
+            # before the abort goes on
+            await until(lambda: st.sim.world.bay is None, "the released truck leaves", 10)
+            await until(
+                lambda: (bay := st.controller.devices.bay) is not None and bay.vehicle is None,
+                "the controller sees the bay empty",
+            )
+            await make_safe(devices)
+
+        station._make_safe = truck_leaves_first  # type: ignore[method-assign]
+        await st.sim.arrive(1)
+        record = await st.next_swap()
+        assert record.result == "aborted", record
+        assert "release" in (record.reason or "")
+        await st.wait_world_settled()
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        new_pack = record.pack_in
+        assert new_pack is not None
+        assert st.controller.ledger.locations[new_pack.id] == "departed:CQ-T0001"

@@ -146,8 +146,9 @@ class JournalRecovery:
         of the cut-short swap is where the sensors report it, or ``unknown`` if none does (a
         failed move was judged while the hardware was still moving)."""
         d, ledger = self._devices, self._ledger
+        in_station = ledger.in_station()
         for pack in packs:
-            if pack is None or pack.id not in ledger.locations:
+            if pack is None or pack.id not in in_station:  # unknown to us, or left on a truck
                 continue
             where = ledger.sensed_at(pack.id, d.rack, d.arm, d.vehicle)
             if ledger.locations[pack.id] != where:

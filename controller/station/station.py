@@ -123,6 +123,7 @@ class Station:
         self._execute_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._halting: asyncio.Task[None] | None = None
+        self._halts_running = 0
         self._awaiting_pack: str | None = None
         self._last_phase_end: float | None = None
         #: Every command the station sent, as (station time, device, action): for tests/audit.
@@ -393,7 +394,6 @@ class Station:
             raise
         self._served[plate] = run.vehicle_id
         self._finish_swap("completed")
-        self._check_departures()
         await self.phases.end_swap()
 
     def _finish_swap(self, result: Any, reason: str | None = None) -> None:
@@ -412,6 +412,7 @@ class Station:
         self.store.record_swap(record)
         self._outbox.dirty(self.topics.history)
         self.run = None
+        self._check_departures()  # the truck may have left before its swap ended
         self._outbox.event(
             self.topics.events,
             SwapFinished(ts=self.clock.now(), station=self.config.station_id, record=record),
@@ -462,7 +463,19 @@ class Station:
         """Abort or e-stop now and return when the station is safe."""
         await self._halt(target, reason, None)
 
+    @property
+    def halting(self) -> bool:
+        """An abort or e-stop is still making the station safe (its record not yet written)."""
+        return self._halts_running > 0
+
     async def _halt(self, target: Mode, reason: str, error: BaseException | None) -> None:
+        self._halts_running += 1
+        try:
+            await self._halt_steps(target, reason, error)
+        finally:
+            self._halts_running -= 1
+
+    async def _halt_steps(self, target: Mode, reason: str, error: BaseException | None) -> None:
         self.reason = reason
         if target is Mode.estopped:
             await self.modes.fire("estop")
@@ -471,9 +484,11 @@ class Station:
         self._raise_halt_alarm(target, reason, error)
         await self._stop_execute()
         await self._make_safe(set(self.gate.touched))
-        if self.run is not None:
-            self.recovery.follow_sensors(self.run.pack_out, self.run.pack_in)
+        if (run := self.run) is not None:
+            # Recorded first: a truck that drove off meanwhile (a release that finished as
+            # its deadline passed) has taken its pack, which no sensor of ours reports now.
             self._finish_swap("estopped" if target is Mode.estopped else "aborted", reason)
+            self.recovery.follow_sensors(run.pack_out, run.pack_in)
         await self.phases.end_swap()
         unknown = sorted(p for p, loc in self.ledger.locations.items() if loc == "unknown")
         if unknown:
