@@ -126,8 +126,10 @@ class Controller:
     async def start(self, *, connect_timeout_s: float = 10.0) -> None:
         await self.station.recover_from_journal()
         await self.devices.attach()
-        await self.bus.subscribe(self.topics.cmd, self.commands.on_message)
-        await self.bus.subscribe(self.topics.cmd_any_user, self.commands.on_message)
+        for topic in (self.topics.cmd, self.topics.cmd_any_user):
+            await self.bus.subscribe(
+                topic, self.commands.on_message, on_retained=self.commands.on_retained
+            )
         self.bus.on_connect(self._announce)
         self.bus.on_disconnect(self.station.broker_lost)
         self.outbox.start(heartbeat_s=STATUS_HEARTBEAT_S, heartbeat_topic=self.topics.status)

@@ -8,6 +8,7 @@ import contextlib
 import pytest
 
 from controller.aio import Changes, awaiting, cancel_and_wait
+from tests.waits import until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,8 +44,8 @@ async def test_cancel_and_wait_leaves_the_callers_cancellation_alone() -> None:
     task = asyncio.create_task(worker())
     await asyncio.sleep(0)
     caller = asyncio.create_task(cancel_and_wait(task))
-    await asyncio.sleep(0.05)
-    caller.cancel()
+    await until(lambda: task.cancelling() > 0, "cancel_and_wait cancels the worker")
+    caller.cancel()  # while it waits for the worker's slow cleanup
     with pytest.raises(asyncio.CancelledError):
         await caller
     await cancel_and_wait(task)

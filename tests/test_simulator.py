@@ -462,3 +462,27 @@ async def test_sim_control_over_mqtt(broker_url: str, station_id: str) -> None:
         assert {e.source for e in probe.errors} == {"simulator"}
         assert "arm.fly:fail" in probe.errors[4].error
         assert not sim.world.estop_pressed and len(sim.world.queue) == 1
+
+
+async def test_a_retained_driver_command_is_never_carried_out(
+    broker_url: str, station_id: str
+) -> None:
+    """A command left retained on a driver's ``cmd`` topic (published while the driver was
+    down, or by mistake) is stale: the driver ignores it with an error event, moves nothing
+    and answers nothing; a live command afterwards works."""
+    cfg = load_config().with_overrides(station_id=station_id, time_scale=SCALE)
+    async with DriverProbe(broker_url, station_id) as probe:
+        topic = probe.topics.driver_cmd("arm")
+        stale = b'{"id": "stale-1", "action": "move", "args": {"target": "slot", "slot": 8}}'
+        await probe.bus.publish(topic, stale, retain=True)
+        try:
+            async with Simulator(cfg, url=broker_url, clock=Clock(cfg.time_scale)) as sim:
+                await probe.wait_for(lambda: any(e.topic == topic for e in probe.errors))
+                error = next(e for e in probe.errors if e.topic == topic)
+                assert "retained command ignored" in error.error
+                assert error.source == "arm"
+                await ok(probe, "arm", "move", {"target": "slot", "slot": 3})  # positive control
+                assert "stale-1" not in probe.results  # the stale command was never answered
+                assert sim.world.arm_m != sim.world.home_m
+        finally:
+            await probe.bus.publish(topic, b"", retain=True)

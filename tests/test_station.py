@@ -15,6 +15,8 @@ from controller.contract import (
     ErrorEvent,
     Mode,
     Phase,
+    Topics,
+    decode,
 )
 from tests.harness import running_station, station_config
 from tests.waits import until
@@ -321,3 +323,42 @@ async def test_truck_leaving_while_a_halt_is_under_way_takes_its_pack(
         new_pack = record.pack_in
         assert new_pack is not None
         assert st.controller.ledger.locations[new_pack.id] == "departed:CQ-T0001"
+
+
+async def test_a_retained_command_never_starts_the_station(
+    broker_url: str, station_id: str
+) -> None:
+    """A ``start`` left retained on a command topic while the controller was down: the
+    controller comes up, ignores it with an error event naming the topic, and stays idle
+    (no restart without someone at the console); a live command afterwards is carried out."""
+    cfg = station_config(station_id)
+    topics = Topics(station_id)
+    user_topic = f"{topics.cmd}/operator"
+    watcher = Bus(broker_url, client_id=f"{station_id}-watch")
+    events: list[ErrorEvent] = []
+
+    async def on_event(topic: str, payload: bytes) -> None:
+        if b'"error"' in payload:
+            events.append(decode(ErrorEvent, payload))
+
+    await watcher.subscribe(topics.events, on_event)
+    await watcher.start()
+    try:
+        for topic in (topics.cmd, user_topic):
+            await watcher.publish(
+                topic, b'{"id": "late-start-%d", "cmd": "start"}' % len(topic), retain=True
+            )
+        async with running_station(broker_url, cfg, start=False) as st:
+            await until(lambda: len(events) == 2, "an error event per retained command")
+            assert {e.topic for e in events} == {topics.cmd, user_topic}
+            assert all("retained command ignored" in e.error for e in events)
+            await asyncio.sleep(0.2)  # measures: the station stays idle meanwhile
+            assert st.controller.station.mode is Mode.idle
+            assert (
+                st.controller.station.store.command_result(f"late-start-{len(topics.cmd)}") is None
+            )
+            assert (await st.command("start")).ok  # positive control: a live command runs
+    finally:
+        for topic in (topics.cmd, user_topic):
+            await watcher.publish(topic, b"", retain=True)
+        await watcher.stop()

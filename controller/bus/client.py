@@ -146,7 +146,7 @@ class Bus:
         self._backoff_max = max(reconnect_max_s, reconnect_min_s)
         self._publish_timeout = publish_timeout_s
         self._connect_timeout = max(publish_timeout_s, 10.0)
-        self._handlers: list[tuple[str, Handler]] = []
+        self._handlers: list[tuple[str, Handler, Handler | None]] = []
         self._hooks: list[ConnectHook] = []
         self._lost_hooks: list[Callable[[], None]] = []
         self._client: aiomqtt.Client | None = None
@@ -225,14 +225,21 @@ class Bus:
             raise BusDisconnected(f"not connected to {self.url}: {self.last_error}") from None
 
     # ---- subscriptions and hooks -----------------------------------------------------------
-    async def subscribe(self, topic_filter: str, handler: Handler) -> None:
+    async def subscribe(
+        self, topic_filter: str, handler: Handler, *, on_retained: Handler | None = None
+    ) -> None:
         """Call ``handler(topic, payload)`` for every message matching ``topic_filter``.
 
         Registered before :meth:`start`, it is subscribed on connect; registered while
         connected, this waits for the broker's SUBACK. Either way it is renewed on every
         reconnect.
+
+        ``on_retained``, if given, receives instead of ``handler`` every message the broker
+        delivers from its retained store (retain flag set): for command topics, where a
+        retained message is a command published at some earlier time, perhaps while nobody
+        was listening, and must never be carried out.
         """
-        self._handlers.append((topic_filter, handler))
+        self._handlers.append((topic_filter, handler, on_retained))
         client = self._client
         if client is not None and self.connected:
             try:
@@ -332,7 +339,7 @@ class Bus:
                 async with contextlib.AsyncExitStack() as connection:
                     async with asyncio.timeout(self._connect_timeout):
                         await connection.enter_async_context(client)
-                        for topic_filter in dict.fromkeys(f for f, _ in self._handlers):
+                        for topic_filter in dict.fromkeys(f for f, _, _ in self._handlers):
                             await client.subscribe(topic_filter, qos=1)
                     self.connections += 1
                     self._connected.set()
@@ -381,9 +388,10 @@ class Bus:
         topic = message.topic.value
         # Filter by our own subscriptions: amqtt delivers retained messages of topics that
         # *other* sessions subscribed to (field notes).
-        for topic_filter, handler in list(self._handlers):
+        for topic_filter, handler, on_retained in list(self._handlers):
             if message.topic.matches(topic_filter):
+                target = on_retained if message.retain and on_retained is not None else handler
                 try:
-                    await handler(topic, data)
+                    await target(topic, data)
                 except Exception:
                     log.exception("handler for %s failed on %s", topic_filter, topic)

@@ -124,6 +124,20 @@ class CommandHandler:
                 )
             )
 
+    async def on_retained(self, topic: str, payload: bytes) -> None:
+        """A retained message on a command topic: never carried out (it may have been sent
+        long ago, while the controller was down, and nobody is at the console now), and no
+        reply; an error event names the topic so an operator can clear it."""
+        if not payload:
+            return  # the retained message being cleared
+        log.warning("ignored a retained command on %s", topic)
+        self._error(
+            topic,
+            "retained command ignored: commands are never retained; clear it with an empty "
+            f"retained message on {topic}",
+            payload,
+        )
+
     async def _run(self) -> None:
         while True:
             topic, payload = await self._queue.get()

@@ -103,7 +103,11 @@ class Driver:
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         if not self._subscribed:  # a handler registered twice would answer every command twice
-            await self.bus.subscribe(self.topics.driver_cmd(self.device), self._on_command)
+            await self.bus.subscribe(
+                self.topics.driver_cmd(self.device),
+                self._on_command,
+                on_retained=self._on_retained_command,
+            )
             self._subscribed = True
         await self.bus.start()
 
@@ -401,6 +405,13 @@ class Driver:
             )
             with contextlib.suppress(BusDisconnected, ValueError):
                 await self.bus.publish(self.topics.driver_result(self.device), safe)
+
+    async def _on_retained_command(self, topic: str, payload: bytes) -> None:
+        """A retained driver command is stale by nature: never carried out, no result."""
+        if payload:
+            excerpt = payload[:120].decode("utf-8", errors="replace")
+            reason = "retained command ignored: driver commands are never retained"
+            await self._bad_input(topic, reason, excerpt, None)
 
     async def _bad_input(
         self, topic: str, reason: str, excerpt: str, failed: DriverResult | None
