@@ -58,7 +58,7 @@ DRIVER_OUT = ("result", "state", "online", "events")
 # topic names of topic_keys().
 WRITE: dict[str, frozenset[str]] = {
     "controller": STATION_OUT | {f"{d}/cmd" for d in DEVICES},
-    "operator": frozenset({"cmd", "cmd/operator"}),
+    "operator": frozenset({"cmd/operator"}),  # never the plain cmd topic: it carries no name
     "viewer": frozenset(),
     **{d: frozenset(f"{d}/{k}" for k in DRIVER_OUT) for d in DEVICES},
     "sim": frozenset(
@@ -254,11 +254,11 @@ async def test_operator_command_reaches_controller_and_reply_reaches_operator_an
         broker.bus("operator"),
         broker.bus("viewer"),
     )
-    commands = await Inbox().attach(controller, [t.cmd])
+    commands = await Inbox().attach(controller, [t.cmd, t.cmd_any_user])
     replies_op = await Inbox().attach(operator, [t.reply, t.status])
     replies_viewer = await Inbox().attach(viewer, [t.reply, t.status])
     async with connected(controller, operator, viewer):
-        await operator.publish(t.cmd, b'{"id":"c1","command":"start"}')
+        await operator.publish(t.cmd_from("operator"), b'{"id":"c1","command":"start"}')
         await commands.wait_for([b'{"id":"c1","command":"start"}'])
         await controller.publish(t.reply, b'{"id":"c1","ok":true}')
         await controller.publish(t.status, b'{"mode":"execute"}', retain=True)
@@ -277,22 +277,22 @@ async def test_viewer_command_never_reaches_controller(
         broker.bus("viewer"),
         broker.bus("operator"),
     )
-    commands = await Inbox().attach(controller, [t.cmd])
+    commands = await Inbox().attach(controller, [t.cmd, t.cmd_any_user])
     async with connected(controller, viewer, operator):
         # Mosquitto acknowledges the viewer's QoS 1 publish (MQTT 3.1.1 has no way to say no)...
         await viewer.publish(t.cmd, b"viewer: estop")
         await viewer.publish(t.cmd, b"viewer: retained", retain=True)
         # ...so the proof is at the controller: the operator's later command arrives, the
         # viewer's never does.
-        await operator.publish(t.cmd, b"operator: hold")
+        await operator.publish(t.cmd_from("operator"), b"operator: hold")
         await commands.wait_for([b"operator: hold"])
         await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert commands.payloads() == {b"operator: hold"}
     # and a late subscriber finds no retained command planted by the viewer
     late, operator2 = broker.bus("controller"), broker.bus("operator")
-    late_commands = await Inbox().attach(late, [t.cmd])
+    late_commands = await Inbox().attach(late, [t.cmd, t.cmd_any_user])
     async with connected(late, operator2):
-        await operator2.publish(t.cmd, b"operator: resume")
+        await operator2.publish(t.cmd_from("operator"), b"operator: resume")
         await late_commands.wait_for([b"operator: resume"])
         await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert late_commands.payloads() == {b"operator: resume"}
@@ -347,7 +347,7 @@ async def test_driver_wildcard_subscriptions_get_only_its_own_commands(
     async with connected(arm, controller, operator, bay):
         await controller.publish(t.driver_cmd("bay"), b"ctl: bay secure")
         await controller.publish(t.status, b"ctl: status")
-        await operator.publish(t.cmd, b"op: start")
+        await operator.publish(t.cmd_from("operator"), b"op: start")
         await bay.publish(t.driver_state("bay"), b"bay: state")
         await controller.publish(t.driver_cmd("arm"), b"ctl: arm lift")  # positive control
         await wild.wait_for([b"ctl: arm lift"])
@@ -430,10 +430,10 @@ async def test_loopback_listener_applies_the_same_users_and_acl(
     controller = broker.bus("controller")
     viewer = broker.bus("viewer", url=broker.local_url)
     operator = broker.bus("operator", url=broker.local_url)
-    commands = await Inbox().attach(controller, [t.cmd])
+    commands = await Inbox().attach(controller, [t.cmd, t.cmd_any_user])
     async with connected(controller, viewer, operator):
         await viewer.publish(t.cmd, b"viewer over loopback")
-        await operator.publish(t.cmd, b"operator over loopback")
+        await operator.publish(t.cmd_from("operator"), b"operator over loopback")
         await commands.wait_for([b"operator over loopback"])
         await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
     assert commands.payloads() == {b"operator over loopback"}
@@ -452,21 +452,23 @@ async def test_oversized_packet_disconnects_only_its_sender(
     controller = broker.bus("controller")
     # The Bus itself refuses payloads over 64 KiB; lift that to probe the broker's own limit.
     operator = broker.bus("operator", max_payload_bytes=300_000)
-    commands = await Inbox().attach(controller, [t.cmd])
+    commands = await Inbox().attach(controller, [t.cmd, t.cmd_any_user])
     big = tmp_path / "big.json"
     big.write_bytes(b"x" * 300_000)
     env = broker.tool_config("operator", tmp_path / "xdg")
     pub = find_tool("mosquitto_pub")
     assert pub is not None
     async with connected(controller, operator):
-        await operator.publish(t.cmd, b"before")
-        await operator.publish(t.cmd, b"y" * 200_000)  # under the limit: the broker passes it
+        await operator.publish(t.cmd_from("operator"), b"before")
+        await operator.publish(
+            t.cmd_from("operator"), b"y" * 200_000
+        )  # under the limit: the broker passes it
         proc = await asyncio.create_subprocess_exec(
             pub,
             "-q",
             "1",
             "-t",
-            t.cmd,
+            t.cmd_from("operator"),
             "-f",
             str(big),
             env=env,
@@ -482,7 +484,7 @@ async def test_oversized_packet_disconnects_only_its_sender(
                 await proc.wait()
         assert proc.returncode != 0, f"mosquitto_pub should have been cut off: {out!r}"
         assert "disconnected due to oversize packet" in broker.log()
-        await operator.publish(t.cmd, b"after")
+        await operator.publish(t.cmd_from("operator"), b"after")
         await commands.wait_for([b"before", b"y" * 200_000, b"after"])
         await asyncio.sleep(GRACE_S)  # measures: nothing else arrives meanwhile
         assert max(len(p) for p in commands.payloads()) == 200_000
@@ -511,9 +513,9 @@ async def test_mutual_tls_option_refuses_missing_and_foreign_client_certificates
         # positive control: genuine certificates plus passwords
         controller = broker.bus("controller", cert=station.client_cert("controller"))
         operator = broker.bus("operator", cert=station.client_cert("operator"))
-        commands = await Inbox().attach(controller, [t.cmd])
+        commands = await Inbox().attach(controller, [t.cmd, t.cmd_any_user])
         async with connected(controller, operator):
-            await operator.publish(t.cmd, b"mtls start")
+            await operator.publish(t.cmd_from("operator"), b"mtls start")
             await commands.wait_for([b"mtls start"])
         # a genuine certificate does not replace the password
         cert_only = broker.bus("operator", password="wrong", cert=station.client_cert("operator"))

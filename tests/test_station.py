@@ -7,8 +7,10 @@ import json
 
 import pytest
 
+from controller.app import make_bus
 from controller.bus import Bus
 from controller.cli.demo import compare_with_world
+from controller.console import OperatorClient
 from controller.contract import (
     SWAP_PHASES,
     AlarmRaised,
@@ -362,3 +364,34 @@ async def test_a_retained_command_never_starts_the_station(
         for topic in (topics.cmd, user_topic):
             await watcher.publish(topic, b"", retain=True)
         await watcher.stop()
+
+
+async def test_an_ack_is_attributed_to_the_broker_user_that_sent_it(
+    embedded_broker: object, station_id: str
+) -> None:
+    """An ack on ``cmd/<user>`` is recorded as that user's; one on the plain ``cmd`` topic (an
+    unsecured broker: nobody vouches for a name) as nobody's, never as a made-up "operator"."""
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        station = st.controller.station
+        assert (await st.command("estop")).ok
+        [alarm] = station.alarms.active()
+        named = OperatorClient(
+            make_bus(cfg, url, client_id=f"li-wei-{station_id}"), station_id, username="li-wei"
+        )
+        await named.start()
+        try:
+            reply = await named.command("ack", {"alarm_id": alarm.id}, timeout_s=5.0)
+        finally:
+            await named.stop()
+        assert reply is not None and reply.ok, reply
+        assert (await st.command("clear")).ok
+        assert (await st.command("reset")).ok
+        assert (await st.command("estop")).ok
+        [second] = station.alarms.active()
+        assert (await st.command("ack", alarm_id=second.id)).ok  # plain cmd
+        history = station.store.alarm_history()
+        acks = {(r.info.id, r.acknowledged_by) for r in history if r.acknowledged_at}
+        assert (alarm.id, "li-wei") in acks
+        assert (second.id, None) in acks

@@ -275,7 +275,9 @@ class CommandHandler:
         for one in ids:
             if not station.alarms.acknowledge(one):
                 raise CommandRefused("ack", f"no active alarm {one!r}")
-            self._store.ack_alarm(one, sender or "operator", station.clock.now())
+            # by the broker user that sent it; None on the plain cmd topic, where no broker
+            # vouches for a name (an unsecured development broker)
+            self._store.ack_alarm(one, sender, station.clock.now())
         station.alarms_changed()
 
     async def _maintenance(self, cmd: str, args: dict[str, Any]) -> None:

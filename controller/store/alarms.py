@@ -74,7 +74,7 @@ class AlarmsMixin:
             )
             return cur.rowcount == 1
 
-    def ack_alarm(self, alarm_id: str, by: str, at: datetime) -> bool:
+    def ack_alarm(self, alarm_id: str, by: str | None, at: datetime) -> bool:
         """Acknowledge the latest unacknowledged occurrence of ``alarm_id`` (active or cleared).
 
         Returns False if there is none (unknown id, or already acknowledged), so a repeated
