@@ -27,6 +27,17 @@ E = TypeVar("E")
 DEADLINE_SLACK = 4.0
 
 
+def slacken_deadlines(swap: dict[str, Any]) -> None:
+    """Multiply the phase and step deadlines of a station file's ``swap`` section (a plain
+    dict) by :data:`DEADLINE_SLACK`."""
+    swap["phase_deadlines_s"] = {
+        k: v * DEADLINE_SLACK for k, v in swap["phase_deadlines_s"].items()
+    }
+    for step in swap["steps"].values():
+        if step.get("deadline_s"):
+            step["deadline_s"] *= DEADLINE_SLACK
+
+
 def station_config(
     station_id: str, *, time_scale: float = TEST_SCALE, **changes: Any
 ) -> StationConfig:
@@ -37,12 +48,7 @@ def station_config(
     cfg = load_config()
     data = cfg.model_dump()
     data.update(station_id=station_id, time_scale=time_scale)
-    data["swap"]["phase_deadlines_s"] = {
-        k: v * DEADLINE_SLACK for k, v in data["swap"]["phase_deadlines_s"].items()
-    }
-    for step in data["swap"]["steps"].values():
-        if step.get("deadline_s"):
-            step["deadline_s"] *= DEADLINE_SLACK
+    slacken_deadlines(data["swap"])
     for dotted, value in changes.items():
         node = data
         *parents, leaf = dotted.split("__")

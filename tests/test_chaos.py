@@ -83,11 +83,10 @@ from tests.chaos_helpers import (
     env_int,
     histogram,
     read_journal,
-    settle,
     table,
     write_config,
 )
-from tests.harness import station_config
+from tests.harness import settle_world, station_config
 
 TRIALS = env_int("SWAPSTATION_CHAOS_TRIALS", 50)
 SEED = env_int("SWAPSTATION_CHAOS_SEED", 20_260_000)
@@ -347,7 +346,7 @@ async def run_trial(
         await first.kill()
         t_kill = loop.time()
         _what_it_was_doing(trial, rec, truck_in_bay, t0, t_kill)
-        if not await settle(sim):
+        if not await settle_world(sim):
             fail("the simulated hardware did not settle after the kill")
         trial.before = before = read_journal(db, scratch=tdir / "at-kill")
 
