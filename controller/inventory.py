@@ -255,6 +255,7 @@ class PackLedger:
         on_vehicle = self.at(vehicle_location(vehicle_id)) if vehicle_id else None
         problems = self.problems()
         return Inventory(
+            ts=self._clock.now(),
             station=station,
             slots=slots,
             gripper=self.packs[gripper] if gripper else None,

@@ -59,6 +59,10 @@ def vehicle_location(vehicle_id: str) -> str:
     return f"vehicle:{vehicle_id}"
 
 
+#: Station seconds per integration step of the charging taper.
+CHARGE_STEP_S = 10.0
+
+
 def charge_power_kw(soc: float, charger_kw: float) -> float:
     """Charger power for a pack at ``soc``: full below 80 %, tapering linearly to 10 % at 100 %.
 
@@ -294,19 +298,29 @@ class World:
         return truck
 
     # ---- charging -------------------------------------------------------------------------
-    def charge(self, dt_s: float) -> bool:
-        """Advance charging by ``dt_s`` station seconds; return whether anything changed."""
+    def charge(self, dt_s: float, *, max_step_s: float = CHARGE_STEP_S) -> bool:
+        """Advance charging by ``dt_s`` station seconds; return whether anything changed.
+
+        The taper is integrated in steps of at most ``max_step_s``, so a late tick (a loaded
+        machine at a high time scale) charges as a punctual one would; each slot then reports
+        the power it draws now, at the pack's new state of charge, as a charger's meter does.
+        """
         changed = False
         for slot in self.slots.values():
             pack = self.slot_pack(slot.number)
             kw = 0.0
             if pack is not None and slot.docked and not slot.out_of_service:
-                kw = charge_power_kw(pack.soc, slot.charger_kw)
-                if kw > 0 and dt_s > 0:
-                    soc = min(1.0, pack.soc + kw * dt_s / 3600.0 / pack.capacity_kwh)
+                soc, left = pack.soc, max(dt_s, 0.0)
+                while left > 0 and soc < 1.0:
+                    step = min(left, max_step_s)
+                    energy_kwh = charge_power_kw(soc, slot.charger_kw) * step / 3600.0
+                    soc = min(1.0, soc + energy_kwh / pack.capacity_kwh)
+                    left -= step
+                if round(soc, 6) != pack.soc:
                     self.packs[pack.id] = pack.model_copy(update={"soc": round(soc, 6)})
                     changed = True
-            if slot.charging_kw != kw:
+                kw = charge_power_kw(round(soc, 6), slot.charger_kw)
+            if slot.charging_kw != round(kw, 3):
                 slot.charging_kw = round(kw, 3)
                 changed = True
         return changed

@@ -141,9 +141,9 @@ class StationUnderTest:
 
 @asynccontextmanager
 async def running_station(
-    url: str, config: StationConfig, *, start: bool = True
+    url: str, config: StationConfig, *, start: bool = True, clock: Clock | None = None
 ) -> AsyncIterator[StationUnderTest]:
-    clock = Clock(config.time_scale)
+    clock = clock or Clock(config.time_scale)
     async with AsyncExitStack() as stack:
         sim = Simulator(config, url=url, clock=clock)
         await sim.start()

@@ -196,3 +196,18 @@ def test_traffic_pack_type_must_be_known() -> None:
     bad = type(cfg).model_validate(data)
     with pytest.raises(ConfigError, match=r"simulator\.traffic\.pack_type"):
         Simulator(bad, url="mqtt://127.0.0.1:1", clock=Clock(1))
+
+
+def test_a_late_charge_tick_charges_as_punctual_ticks_would() -> None:
+    """A loaded machine wakes the charge loop late: one 600 s tick must charge (and report) as
+    sixty 10 s ticks do, the taper included, and the power reported is that of the SoC now."""
+    cfg = load_config()
+    late, punctual = World(cfg, Clock(1.0)), World(cfg, Clock(1.0))
+    slot = 1  # a pack at ~97 %: on the taper
+    late.charge(600.0)
+    for _ in range(60):
+        punctual.charge(10.0)
+    a, b = late.slot_pack(slot), punctual.slot_pack(slot)
+    assert a is not None and b is not None
+    assert a.soc == pytest.approx(b.soc, abs=1e-6)
+    assert late.slots[slot].charging_kw == pytest.approx(charge_power_kw(a.soc, 240.0), abs=0.001)

@@ -115,6 +115,9 @@ class SwapSequencer:
     @asynccontextmanager
     async def _phase(self, run: SwapRun, phase: Phase) -> AsyncIterator[None]:
         deadline = self._cfg.swap.phase_deadlines_s[phase.value]
+        # Held (or suspended) between phases: the swap stays in the phase it finished until the
+        # operator resumes, so the status and the events never show a phase that is not running.
+        await self._gate.wait_for_execute()
         await self._enter_phase(phase)
         run.phase = phase
         run.phase_started = self._clock.monotonic()
