@@ -482,3 +482,21 @@ async def test_the_phase_does_not_change_while_held(
         record = await st.next_swap()
         assert record.result == "completed"
         assert st.phases_seen()[-1] == "release"
+
+
+async def test_valid_now_lists_only_what_would_be_carried_out(
+    embedded_broker: object, station_id: str
+) -> None:
+    """Mid-swap, ``stop`` is valid in execute but refused while a swap is under way: a refusal's
+    "valid now" list must not offer it, and every command it offers must be accepted."""
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        await st.wait_phase("stow")
+        reply = await st.command("start")
+        assert not reply.ok
+        offered = reply.error.split("valid now: ", 1)[1].split(", ")
+        assert "stop" not in offered and "hold" in offered, offered
+        assert not (await st.command("stop")).ok  # indeed refused
+        assert (await st.command("hold")).ok  # and what is offered is taken

@@ -243,7 +243,9 @@ class CommandHandler:
             await self._maintenance(cmd, args)
             return
         if not station.modes.can(cmd):
-            valid = ", ".join(station.modes.valid_commands()) or "none"
+            # what would be carried out now: valid in this mode and its precondition holds
+            possible = [c for c in station.modes.valid_commands() if self._precondition(c) is None]
+            valid = ", ".join(possible) or "none"
             raise CommandRefused(cmd, f"not valid in mode {station.mode.value}; valid now: {valid}")
         refusal = self._precondition(cmd)
         if refusal:
