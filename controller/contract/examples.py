@@ -96,7 +96,7 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
         ended_at=datetime(2025, 5, 12, 8, 28, 19, tzinfo=UTC))
     alarm = AlarmInfo(id="A00007", code="phase_deadline", severity=Severity.error, raised_at=ts,
                       text="phase 'stow' exceeded its 50 s deadline",
-                      hint="check the arm and the rack, then clear and reset")
+                      hint="check the arm and the rack, then ack, clear and reset")
     in_bay = VehicleInBay(plate=vehicle, stopped=True, queued_s=41.0, manoeuvre_s=24.6,
                           position_error_mm=12.0)
     arm_cmd, vehicle_cmd, lift_cmd = "arm-17-5081.204", "vehicle-9-5021.882", "arm-18-5112.730"

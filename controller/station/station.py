@@ -505,12 +505,15 @@ class Station:
     def _raise_halt_alarm(self, target: Mode, reason: str, error: BaseException | None) -> None:
         code = (getattr(error, "code", None) or type(error).__name__) if error else target.value
         if target is Mode.estopped:
-            hint = "Release the e-stop, check the station, then send clear and reset."
+            hint = (
+                "Release the e-stop and check the station, then send: ack (this alarm), clear, "
+                "reset. An alarm acknowledged only after the reset stays listed."
+            )
             self.alarms.raise_(str(code), Severity.critical, reason, hint)
             return
         hint = (
-            "Check the devices named, then send clear and reset. Packs are where the inventory "
-            "says; move them by hand in maintenance if a swap was cut short."
+            "Check the devices named, then send: ack (this alarm), clear, reset. Packs are "
+            "where the inventory says; move them by hand in maintenance if a swap was cut short."
         )
         self.alarms.raise_(str(code), Severity.error, reason, hint)
 
