@@ -16,6 +16,7 @@ from controller.console import OperatorClient
 from controller.contract import (
     SWAP_PHASES,
     AlarmRaised,
+    CommandHandled,
     ErrorEvent,
     Mode,
     Phase,
@@ -500,3 +501,19 @@ async def test_valid_now_lists_only_what_would_be_carried_out(
         assert "stop" not in offered and "hold" in offered, offered
         assert not (await st.command("stop")).ok  # indeed refused
         assert (await st.command("hold")).ok  # and what is offered is taken
+
+
+async def test_an_oversized_command_still_leaves_its_audit_event(
+    embedded_broker: object, station_id: str
+) -> None:
+    """An ``ack`` whose alarm id fills most of the 64 KiB payload limit is refused, and the
+    audit trail still records it (its arguments and error text cut to a bounded size)."""
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        huge = "x" * 60_000
+        reply = await st.command("ack", alarm_id=huge)
+        assert not reply.ok and "no active alarm" in reply.error
+        [audit] = [e for e in await st.wait_events(CommandHandled) if e.id == reply.id]
+        assert (audit.cmd, audit.ok) == ("ack", False)
+        assert "omitted" in audit.args and len(audit.error or "") <= 1000

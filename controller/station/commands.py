@@ -50,12 +50,22 @@ def _id_of(payload: bytes) -> str:
     return ""
 
 
-def _encodable(args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` if they can be sent as UTF-8 JSON (a lone surrogate cannot), else a marker."""
+#: The audit event carries a command's arguments up to this size, and its error text up to
+#: AUDIT_ERROR_CHARS: a command near the 64 KiB payload limit must still leave an audit event
+#: under that limit (it was dropped whole).
+AUDIT_ARGS_BYTES = 4096
+AUDIT_ERROR_CHARS = 1000
+
+
+def _auditable(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` as the audit event can carry them: as they are if they encode as UTF-8 JSON (a
+    lone surrogate cannot) within :data:`AUDIT_ARGS_BYTES`, else a marker saying why not."""
     try:
-        json.dumps(args, ensure_ascii=False).encode()
+        size = len(json.dumps(args, ensure_ascii=False).encode())
     except (ValueError, TypeError):
         return {"unencodable": True}
+    if size > AUDIT_ARGS_BYTES:
+        return {"omitted": f"{size} bytes of arguments (more than {AUDIT_ARGS_BYTES})"}
     return args
 
 
@@ -201,10 +211,10 @@ class CommandHandler:
                 station=station.config.station_id,
                 id=command.id,
                 cmd=command.cmd,
-                args=_encodable(command.args),
+                args=_auditable(command.args),
                 sender=self._sender(topic),
                 ok=reply.ok,
-                error=reply.error,
+                error=reply.error[:AUDIT_ERROR_CHARS] if reply.error else None,
             )
         )
 
