@@ -38,6 +38,20 @@ def slacken_deadlines(swap: dict[str, Any]) -> None:
             step["deadline_s"] *= DEADLINE_SLACK
 
 
+#: A deadline no phase or step of a nominal swap comes near (5 real seconds at 200x).
+FAR_S = 1000.0
+
+
+def far_deadlines(near: dict[str, float] | None = None) -> dict[str, Any]:
+    """:func:`station_config` changes that move every phase and step deadline far away, but
+    the phase deadlines in ``near``: for a test whose subject is not a deadline (or is one
+    phase's), so that a loaded machine's stall cannot end the swap somewhere else."""
+    base = load_config().swap
+    phases = dict.fromkeys(base.phase_deadlines_s, FAR_S) | (near or {})
+    steps = {name: {**step.model_dump(), "deadline_s": FAR_S} for name, step in base.steps.items()}
+    return {"swap__phase_deadlines_s": phases, "swap__steps": steps}
+
+
 def station_config(
     station_id: str, *, time_scale: float = TEST_SCALE, **changes: Any
 ) -> StationConfig:

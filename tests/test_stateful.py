@@ -92,7 +92,7 @@ from controller.contract import (
 )
 from simulator.faults import FAULT_KINDS
 from tests.fuzz_payloads import reply_id
-from tests.harness import StationUnderTest, running_station, station_config
+from tests.harness import StationUnderTest, far_deadlines, running_station, station_config
 from tests.waits import holds_within
 
 EXAMPLES = int(os.environ.get("SWAPSTATION_STATEFUL_EXAMPLES", "12"))
@@ -781,11 +781,15 @@ async def test_bug_f_a_refused_manual_lift_loses_no_pack(mosquitto: Any, station
 async def test_bug_g_a_pack_of_unknown_place_keeps_its_alarm(
     mosquitto: Any, station_id: str
 ) -> None:
-    async with running_station(mosquitto.url, station_config(station_id)) as st:
+    # far deadlines: the drop must be what ends the swap (a loaded machine once aborted it on
+    # a deadline before the lift, and no pack was unknown)
+    cfg = station_config(station_id, **far_deadlines())
+    async with running_station(mosquitto.url, cfg) as st:
         st.sim.inject("arm.move:drop")  # the arm loses the truck's pack on its way to the rack
         await st.sim.arrive(1)
         record = await st.next_swap()
         assert record.result == "aborted"
+        assert "pack_dropped" in (record.reason or ""), record.reason
         await st.wait_mode(Mode.aborted)
         assert "unknown" in st.controller.ledger.locations.values()
         assert _unknown_without_alarm(st) == []

@@ -23,7 +23,7 @@ from controller.contract import (
     Topics,
     decode,
 )
-from tests.harness import running_station, station_config
+from tests.harness import far_deadlines, running_station, station_config
 from tests.waits import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,21 +80,14 @@ async def test_pack_conservation_over_three_swaps(mosquitto: object, station_id:
         assert len(st.controller.ledger.in_station()) == total_before
 
 
-#: A deadline no phase or step of a nominal swap comes near (5 real seconds at 200x).
-FAR_S = 1000.0
-
-
 @pytest.mark.parametrize("phase", [p.value for p in SWAP_PHASES])
 async def test_every_phase_deadline_aborts_safely(
     embedded_broker: object, station_id: str, phase: str
 ) -> None:
     # Only this phase's deadline is under test: the others (and the steps') are far away, so
     # that a loaded machine's stall before the phase cannot end the swap somewhere else.
-    base = station_config(station_id).swap
-    deadlines = dict.fromkeys(base.phase_deadlines_s, FAR_S)
-    deadlines[phase] = 0.05  # station seconds: no phase is that quick
-    steps = {name: {**step.model_dump(), "deadline_s": FAR_S} for name, step in base.steps.items()}
-    cfg = station_config(station_id, swap__phase_deadlines_s=deadlines, swap__steps=steps)
+    # 0.05 station seconds: no phase is that quick.
+    cfg = station_config(station_id, **far_deadlines({phase: 0.05}))
     url = embedded_broker.url  # type: ignore[attr-defined]
     async with running_station(url, cfg) as st:
         await st.sim.arrive(1)
