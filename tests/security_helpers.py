@@ -223,7 +223,11 @@ class SecureBroker:
                 [binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout_s
-        pending = [self.tls_port, self.local_port]
+        # Mosquitto opens its listen sockets in config order (TLS, then loopback) before it
+        # serves anyone, so the loopback one accepting means both are ready. The TLS port is
+        # not probed: a bare TCP connect that hangs up there makes Mosquitto log "OpenSSL Error
+        # ... unexpected eof" when the hang-up beats its first read, and tests check the log.
+        pending = [self.local_port]
         while pending:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
