@@ -13,7 +13,7 @@ from controller.bus import Bus
 from controller.clock import Clock
 from controller.config import StationConfig, load_config
 from controller.console import OperatorClient
-from controller.contract import Event, Mode, PhaseChanged, SwapFinished, SwapRecord
+from controller.contract import DEVICES, Event, Mode, PhaseChanged, SwapFinished, SwapRecord
 from simulator.app import Simulator
 from tests.waits import holds_within
 
@@ -115,13 +115,16 @@ class StationUnderTest:
         assert len(found) >= count, f"{len(found)} {kind.__name__} event(s), wanted {count}"
         return found
 
+    def awaiting_results(self) -> list[str]:
+        """The devices the controller sent a command it has no result for yet."""
+        devices = self.controller.devices
+        return [d for d in DEVICES if devices[d].inflight]
+
     async def wait_no_command_in_flight(self, timeout_s: float = 10.0) -> None:
         """Until every command the controller sent has its result (the motion under way, if
         any, has finished)."""
-        devices = self.controller.devices
-        names = ("arm", "bay", "door", "rack", "vehicle", "safety")
-        ok = await holds_within(lambda: not any(devices[d].inflight for d in names), timeout_s)
-        assert ok, "a command is still in flight"
+        ok = await holds_within(lambda: not self.awaiting_results(), timeout_s)
+        assert ok, f"commands still in flight to {self.awaiting_results()}"
 
     def controller_heard_every_driver(self) -> bool:
         """The controller holds, for every driver, the state that driver last published."""

@@ -86,7 +86,6 @@ def _arm(st: StationUnderTest, phase: str, kind: str, watch: Watch) -> None:
 
 
 STOPPED = (Mode.held, Mode.suspended, Mode.estopped, Mode.aborted)
-DEVICES = ("arm", "bay", "door", "rack", "vehicle", "safety")
 #: Polls in a row (10 ms apart) the station must look stopped for the operator. A result that
 #: was in flight when it stopped (a motion the light curtain cut) turns a hold into an abort a
 #: few loop turns after it arrives, with no I/O in between.
@@ -99,7 +98,7 @@ def _stopped_for_the_operator(st: StationUnderTest) -> bool:
     station, devices = st.controller.station, st.controller.devices
     if station.mode not in STOPPED or station.halting:
         return False
-    return all(not devices[d].inflight or devices[d].online is not True for d in DEVICES)
+    return all(devices[d].online is not True for d in st.awaiting_results())
 
 
 async def _settle(st: StationUnderTest) -> str:
