@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from typing import Any, TypedDict
+from typing import Any
 
-from controller.bus import Bus, LastWill
+from controller.bus import LastWill
+from controller.bus.login import make_bus
 from controller.clock import Clock
-from controller.config import BrokerConfig, StationConfig
+from controller.config import StationConfig
 from controller.contract import OFFLINE, ONLINE, ErrorEvent, Mode, Topics
 from controller.devices import Devices
 from controller.errors import BusError
@@ -24,51 +24,8 @@ from controller.store import Store
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "SWAPSTATION_MQTT_"
-
 #: Real seconds between status messages when nothing changes (consoles judge liveness by age).
 STATUS_HEARTBEAT_S = 2.0
-
-
-class Credentials(TypedDict):
-    username: str | None
-    password: str | None
-    ca_file: str | None
-    cert_file: str | None
-    key_file: str | None
-
-
-def broker_credentials(broker: BrokerConfig) -> Credentials:
-    """Credentials and TLS files from config, overridden by ``SWAPSTATION_MQTT_*`` variables.
-
-    Never from the command line, where other users of the machine could read them.
-    """
-
-    def pick(name: str, value: str | None) -> str | None:
-        return os.environ.get(ENV_PREFIX + name.upper()) or value
-
-    return Credentials(
-        username=pick("username", broker.username),
-        password=pick("password", broker.password),
-        ca_file=pick("ca_file", broker.ca_file),
-        cert_file=pick("cert_file", broker.cert_file),
-        key_file=pick("key_file", broker.key_file),
-    )
-
-
-def make_bus(
-    config: StationConfig, url: str, *, client_id: str, will: LastWill | None = None
-) -> Bus:
-    b = config.broker
-    return Bus(
-        url,
-        client_id=client_id,
-        will=will,
-        keepalive_s=b.keepalive_s,
-        reconnect_min_s=b.reconnect_min_s,
-        reconnect_max_s=b.reconnect_max_s,
-        **broker_credentials(b),
-    )
 
 
 class Controller:

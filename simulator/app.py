@@ -43,9 +43,9 @@ class Simulator:
         url: the broker, ``mqtt://host:port``; credentials and TLS come from ``config.broker``.
         clock: the station clock (its time scale makes the hardware fast or slow).
         faults: fault specs armed from the start (``"arm.lift:fail"``, see :mod:`.faults`).
-        bus_factory: makes each MQTT client, ``(client_id, will) -> Bus``; by default from
-            ``config.broker``. The CLI passes one with its environment credentials
-            (``SWAPSTATION_MQTT_*``), which the simulator cannot import from the station side.
+        bus_factory: makes each MQTT client, ``(client_id, will, account) -> Bus``; by default
+            from ``config.broker`` and the ``SWAPSTATION_MQTT_*`` environment, each driver with
+            its own account when the environment has one (see :mod:`controller.bus.login`).
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class Simulator:
             flush_states=self.flush_states,
         )
         self.drivers: dict[str, Driver] = {cls.device: cls(env) for cls in DRIVER_CLASSES}
-        self.bus = make_bus(f"sim-{config.station_id}", None)
+        self.bus = make_bus(f"sim-{config.station_id}", None, None)
         self.bus.on_connect(self._publish_world_forced)
         self._dirty = asyncio.Event()
         self.world.subscribe(self._dirty.set)

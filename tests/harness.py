@@ -8,8 +8,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from controller.app import Controller, make_bus
+from controller.app import Controller
 from controller.bus import Bus
+from controller.bus.login import make_bus
 from controller.clock import Clock
 from controller.config import StationConfig, load_config
 from controller.console import OperatorClient
@@ -158,11 +159,21 @@ class StationUnderTest:
 
 @asynccontextmanager
 async def running_station(
-    url: str, config: StationConfig, *, start: bool = True, clock: Clock | None = None
+    url: str,
+    config: StationConfig,
+    *,
+    start: bool = True,
+    clock: Clock | None = None,
+    sim_config: StationConfig | None = None,
+    operator_config: StationConfig | None = None,
 ) -> AsyncIterator[StationUnderTest]:
+    """The simulator, the controller and an operator client, each with its own station file
+    when given (``sim_config``, ``operator_config``: on a secured broker each process logs in
+    with its own account, as on a station); otherwise all three use ``config``."""
     clock = clock or Clock(config.time_scale)
+    op_config = operator_config or config
     async with AsyncExitStack() as stack:
-        sim = Simulator(config, url=url, clock=clock)
+        sim = Simulator(sim_config or config, url=url, clock=clock)
         await sim.start()
         stack.push_async_callback(sim.stop)
         controller = Controller(config, url=url, clock=clock)
@@ -171,9 +182,10 @@ async def running_station(
         await controller.wait_ready(10.0)
         sut = StationUnderTest(config, url, clock, sim, controller, operator=None)  # type: ignore[arg-type]
         operator = OperatorClient(
-            make_bus(config, url, client_id=f"op-{config.station_id}"),
+            make_bus(op_config, url, client_id=f"op-{config.station_id}"),
             config.station_id,
             on_event=sut.on_event,
+            username=op_config.broker.username,
         )
         await operator.start()
         stack.push_async_callback(operator.stop)

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import make_bus
+from controller.bus.login import make_bus
 from controller.clock import Clock
 from controller.config import StationConfig, load_config
 from controller.console import OperatorClient

@@ -23,8 +23,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets.input import Selection
 
-from controller.app import make_bus
 from controller.bus import Bus
+from controller.bus.login import make_bus
 from controller.config import StationConfig
 from controller.console import OperatorClient
 from controller.console.actions import ACTIONS, BY_CMD, BadArgument, parse_args

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.app import make_bus
 from controller.bus import Bus
+from controller.bus.login import make_bus
 from controller.cli.demo import compare_with_world
 from controller.clock import Clock
 from controller.console import OperatorClient

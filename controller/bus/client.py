@@ -90,6 +90,13 @@ def _tls_context(
     return ctx
 
 
+#: A connection that ends sooner than this (real seconds) does not reset the reconnect backoff.
+#: The station's Mosquitto binds client ids to users, so two clients logged in with one account
+#: take the session from each other in turn; a growing backoff slows that fight down and the
+#: warning names its likely cause.
+STABLE_CONNECTION_S = 5.0
+
+
 class Bus:
     """One MQTT client with reconnect, re-subscribe and dispatch.
 
@@ -155,6 +162,8 @@ class Bus:
         self._stopping = False
         #: Number of successful connections so far (1 after the first connect).
         self.connections = 0
+        #: Connections that ended within STABLE_CONNECTION_S of being made.
+        self.short_connections = 0
         self.last_error: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -329,7 +338,9 @@ class Bus:
         )
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = self._backoff_min
+        connected_at = 0.0
         while not self._stopping:
             # A fresh client per attempt: aiomqtt 2.5's reused client keeps the "connected" state
             # of the previous connection, so a refused reconnect would pass for a connected one.
@@ -343,7 +354,7 @@ class Bus:
                             await client.subscribe(topic_filter, qos=1)
                     self.connections += 1
                     self._connected.set()
-                    backoff = self._backoff_min
+                    connected_at = loop.time()
                     log.info("connected to %s as %s", self.url, self.client_id)
                     for hook in list(self._hooks):
                         await self._run_hook(hook)
@@ -360,12 +371,29 @@ class Bus:
                 was_connected = self._connected.is_set()
                 self._connected.clear()
                 if was_connected and not self._stopping:
+                    backoff = self._note_connection_ended(loop.time() - connected_at, backoff)
                     for lost in list(self._lost_hooks):
                         lost()
             if self._stopping:
                 break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._backoff_max)
+
+    def _note_connection_ended(self, lived_s: float, backoff: float) -> float:
+        """The backoff before the next attempt: reset after a connection that lasted."""
+        if lived_s >= STABLE_CONNECTION_S:
+            return self._backoff_min
+        self.short_connections += 1
+        log.warning(
+            "connection to %s as %s ended %.1f s after it was made (%d so far); if this repeats,"
+            " another client may be logged in with the same account: the station's broker allows"
+            " one connection per account",
+            self.url,
+            self._username or self.client_id,
+            lived_s,
+            self.short_connections,
+        )
+        return backoff
 
     async def _run_hook(self, hook: ConnectHook) -> None:
         try:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controller.app import Controller, broker_credentials, make_bus
+from controller.app import Controller
+from controller.bus.login import broker_credentials, make_bus
 from controller.cli.render import (
     alarms_table,
     history_text,
@@ -99,7 +100,6 @@ async def sim(
         cfg,
         url=url,
         clock=Clock(cfg.time_scale),
-        bus_factory=lambda client_id, will: make_bus(cfg, url, client_id=client_id, will=will),
     )
     for spec in inject:
         simulator.inject(spec)

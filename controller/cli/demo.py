@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.app import Controller, make_bus
+from controller.app import Controller
+from controller.bus.login import make_bus
 from controller.cli.render import Progress
 from controller.clock import Clock
 from controller.config import StationConfig

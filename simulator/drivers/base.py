@@ -86,6 +86,7 @@ class Driver:
         self.bus = env.make_bus(
             f"sim-{env.config.station_id}-{self.device}",
             LastWill(self.topics.driver_online(self.device), OFFLINE),
+            self.device,
         )
         self.bus.on_connect(self._on_connect)
         self._results: OrderedDict[str, DriverResult] = OrderedDict()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controller.bus import Bus, LastWill
+from controller.bus.login import make_bus
 from controller.clock import Clock
 from controller.config import StationConfig
 from simulator.faults import FaultBook
@@ -15,29 +16,17 @@ from simulator.world import World
 if TYPE_CHECKING:
     from simulator.drivers.base import Driver
 
-#: Makes one MQTT client: ``(client_id, last will) -> Bus``. The CLI passes one that takes
-#: credentials from the environment; the default takes them from the station file.
-BusFactory = Callable[[str, LastWill | None], Bus]
+#: Makes one MQTT client: ``(client_id, last will, account) -> Bus``. ``account`` is the driver
+#: the client plays (it logs in with that driver's own account when the environment has one, see
+#: :func:`controller.bus.login.broker_credentials`), or None for the simulator's own client.
+BusFactory = Callable[[str, LastWill | None, str | None], Bus]
 
 
 def config_bus_factory(config: StationConfig, url: str) -> BusFactory:
-    """Clients with the credentials, TLS files and timings of ``config.broker``."""
-    broker = config.broker
+    """Clients with the login of ``config.broker`` and the environment, and its timings."""
 
-    def make(client_id: str, will: LastWill | None) -> Bus:
-        return Bus(
-            url,
-            client_id=client_id,
-            will=will,
-            username=broker.username,
-            password=broker.password,
-            ca_file=broker.ca_file,
-            cert_file=broker.cert_file,
-            key_file=broker.key_file,
-            keepalive_s=broker.keepalive_s,
-            reconnect_min_s=broker.reconnect_min_s,
-            reconnect_max_s=broker.reconnect_max_s,
-        )
+    def make(client_id: str, will: LastWill | None, account: str | None) -> Bus:
+        return make_bus(config, url, client_id=client_id, will=will, account=account)
 
     return make
 
@@ -50,7 +39,7 @@ class DriverEnv:
     clock: Clock
     world: World
     faults: FaultBook
-    #: Makes a driver's MQTT client: ``make_bus(client_id, will)``.
+    #: Makes a driver's MQTT client: ``make_bus(client_id, will, device)``.
     make_bus: BusFactory
     #: Trip a safety input ("estop" or "light_curtain"): halts motion on every driver but
     #: the one given (the driver whose fault tripped it, which halts itself).
