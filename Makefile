@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 # keep their order). The suite mostly waits on simulated hardware, so 3 fit 2 cores; 0 = serial.
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint typecheck imports unit repeat bench chaos fuzz clean mosquitto venv
+.PHONY: demo test lint typecheck imports unit repeat bench chaos fuzz clean mosquitto venv certbind install-certbind
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/swapctl demo $(DEMO_ARGS)
 
 # Mosquitto is a test dependency: the suite runs against a real broker as well as the embedded one.
+# The certbind plugin's build dependencies (Mosquitto plugin and OpenSSL headers, gcc) come with it.
 mosquitto:
 	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
@@ -32,6 +33,28 @@ mosquitto:
 	  echo "ERROR: the tests need Mosquitto. Install it (Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients)" >&2; exit 1; \
 	fi
 	@{ command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null 2>&1 || { echo "ERROR: mosquitto still missing" >&2; exit 1; }
+	@if $(CERTBIND_DEPS_OK); then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing the certbind plugin's build dependencies ($(CERTBIND_PKGS))"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CERTBIND_PKGS)) >/dev/null \
+	  || { echo "ERROR: could not install $(CERTBIND_PKGS)" >&2; exit 1; }; \
+	else \
+	  echo "ERROR: building the certbind plugin needs the Mosquitto plugin and OpenSSL headers and gcc. Install them (Debian/Ubuntu: sudo apt-get install $(CERTBIND_PKGS))" >&2; exit 1; \
+	fi
+	@$(CERTBIND_DEPS_OK) || { echo "ERROR: $(CERTBIND_PKGS) still missing" >&2; exit 1; }
+
+# Mosquitto plugin: a TLS client certificate's CN must equal the MQTT user name (header of
+# config/mosquitto/certbind.c). Built by scripts/build-certbind.sh, which rebuilds only when the
+# source changed; enabled by a `plugin` line in mosquitto.conf and a broker restart.
+CERTBIND_PKGS    := mosquitto-dev libmosquitto-dev libssl-dev gcc
+CERTBIND_DEPS_OK := { test -f /usr/include/mosquitto_broker.h && test -f /usr/include/mosquitto.h \
+                      && test -f /usr/include/openssl/x509.h && command -v gcc >/dev/null 2>&1; }
+certbind:
+	scripts/build-certbind.sh .build
+
+install-certbind: certbind
+	install -d -m 755 /usr/local/lib/swapstation
+	install -m 644 .build/mosquitto_certbind.so /usr/local/lib/swapstation/mosquitto_certbind.so
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller simulator tests bench scripts
@@ -68,4 +91,4 @@ fuzz: $(STAMP) mosquitto
 	SWAPSTATION_FUZZ_PER_TOPIC=10000 SWAPSTATION_STATEFUL_EXAMPLES=60 $(BIN)/pytest -q tests/test_fuzz.py tests/test_stateful.py -o timeout=3600 -n 2 --dist loadfile
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info .build

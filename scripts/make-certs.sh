@@ -7,7 +7,8 @@
 #   DIR          the station directory, e.g. /etc/swapstation (created if missing)
 #   STATION_ID   written into the certificates' subjects (OU), e.g. cq-changshou-01
 #   --demo       also create the demo-only `sim` user (the simulator playing every driver)
-#   --rotate U   give user U a new password (repeatable; `--rotate all` for every user)
+#   --rotate U   give user U a new password and a new client certificate, and revoke the old
+#                certificate (repeatable; `--rotate all` for every user)
 #   BROKER_SANS  (environment) extra names of the broker for its certificate, comma-separated,
 #                e.g. BROKER_SANS="DNS:broker.station.lan,IP:10.20.0.5" (localhost, 127.0.0.1
 #                and ::1 are always in it)
@@ -15,24 +16,36 @@
 # It is idempotent: what exists and is still good is kept (CA, certificates valid for 30 more days
 # and matching the CA and names, passwords); only what is missing, expiring, changed or rotated is
 # made again. Passwords go to DIR/passwords.env and DIR/env/<user>.env (mode 600) and are never
-# printed. After a rotation, reload the broker (systemctl reload mosquitto, or SIGHUP).
+# printed. A client certificate the script replaces (rotated, expiring, or no longer matching) is
+# revoked: it is listed in certs/crl.pem, which the broker checks under mutual TLS. After a
+# rotation, reload the broker (systemctl reload mosquitto, or SIGHUP).
 #
 # What it writes under DIR:
 #   ca/ca.key                     CA private key (600). Keep it here or offline, never on clients.
+#   ca/index.txt, ca/crlnumber    the CA's record of revoked certificates (openssl ca database).
+#   certs/crl.pem                 the certificate revocation list (CRL) the broker checks.
 #   certs/ca.crt                  CA certificate: every client verifies the broker with it.
 #   certs/server.crt, server.key  the broker's certificate and key.
 #   certs/clients/<user>.crt/.key client certificates (CN = user), for mutual TLS.
 #   mosquitto/passwd              Mosquitto password file (PBKDF2-SHA512 hashes).
 #   passwords.env                 MQTT_PASSWORD_<USER>=... for every user (600).
 #   env/<user>.env                SWAPSTATION_MQTT_* variables for that user's service (600),
-#                                 e.g. a systemd unit's EnvironmentFile=.
+#                                 e.g. a systemd unit's EnvironmentFile=. With --demo, env/sim.env
+#                                 also logs each simulated driver in with its own account
+#                                 (SWAPSTATION_MQTT_<DRIVER>_PASSWORD, ..._CERT_FILE, ..._KEY_FILE):
+#                                 the broker allows one connection per account.
 set -euo pipefail
 umask 077
 
 USERS=(controller operator viewer arm bay door rack vehicle safety)
+DRIVERS=(arm bay door rack vehicle safety)
 DEMO_USERS=(sim)
 CA_DAYS=3650
 CERT_DAYS=825
+# The CRL is remade on every change and whenever it has under 30 days left. It lives as long as
+# the CA so that a station whose renewal timer stopped keeps working: an expired CRL would make
+# the broker refuse every client certificate under mutual TLS.
+CRL_DAYS=$CA_DAYS
 RENEW_S=$((30 * 24 * 3600))
 
 say() { printf 'make-certs: %s\n' "$*"; }
@@ -41,7 +54,7 @@ die() {
 	exit 1
 }
 usage() {
-	sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -112,8 +125,15 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ca]
+default_ca = station_ca
+[station_ca]
+database = ${ENV::CA_DB}/index.txt
+crlnumber = ${ENV::CA_DB}/crlnumber
+default_md = sha256
+default_crl_days = ${ENV::CRL_DAYS}
 EOF
-export CERT_SANS=unused
+export CERT_SANS=unused CA_DB=$DIR/ca CRL_DAYS
 
 serial() { printf '0x%s' "$(openssl rand -hex 16)"; }
 
@@ -162,13 +182,39 @@ else
 	say "CA: created $ca_crt (valid $CA_DAYS days; its key is $ca_key)"
 fi
 
-# A certificate is kept if it verifies against our CA, is valid 30 more days and (for the
-# server) was made for the same names.
+# ---- revocation (the CA's database and the CRL) ------------------------------------------
+[[ -f $DIR/ca/index.txt ]] || : >"$DIR/ca/index.txt"
+[[ -f $DIR/ca/crlnumber ]] || echo 1000 >"$DIR/ca/crlnumber"
+index_before=$(cat "$DIR/ca/index.txt")
+
+cert_serial() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+is_revoked() { # crt
+	local serial
+	serial=$(cert_serial "$1") || return 1
+	awk -F'\t' -v s="$serial" '$1 == "R" && toupper($4) == toupper(s) { found = 1 } END { exit !found }' \
+		"$DIR/ca/index.txt"
+}
+revoke() { # crt why: a certificate of our CA that is being replaced goes on the CRL
+	local crt=$1 why=$2
+	[[ -f $crt ]] || return 0
+	openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1 || return 0 # not ours (old CA): moot
+	! is_revoked "$crt" || return 0
+	openssl ca -config "$work/openssl.cnf" -keyfile "$ca_key" -cert "$ca_crt" \
+		-revoke "$crt" -crl_reason "$why" >/dev/null 2>"$work/err" || {
+		cat "$work/err" >&2
+		die "could not revoke $crt"
+	}
+	say "revoked: $(openssl x509 -in "$crt" -noout -subject) (serial $(cert_serial "$crt"), $why)"
+}
+
+# A certificate is kept if it verifies against our CA, is not revoked, is valid 30 more days and
+# (for the server) was made for the same names.
 cert_is_good() { # crt key [sanfile sans]
 	local crt=$1 key=$2
 	[[ -f $crt && -f $key ]] || return 1
 	openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1 || return 1
 	openssl x509 -in "$crt" -noout -checkend "$RENEW_S" >/dev/null 2>&1 || return 1
+	! is_revoked "$crt" || return 1
 	if [[ $# -eq 4 ]]; then
 		[[ -f $3 && $(cat "$3") == "$4" ]] || return 1
 	fi
@@ -271,9 +317,10 @@ fi
 for u in "${users[@]}"; do
 	crt=$DIR/certs/clients/$u.crt
 	key=$DIR/certs/clients/$u.key
-	if cert_is_good "$crt" "$key"; then
+	if [[ $rot != *" $u "* && $rot != *" all "* ]] && cert_is_good "$crt" "$key"; then
 		kept=1
 	else
+		revoke "$crt" superseded
 		issue "client-$u" "/O=swapstation/OU=$STATION/CN=$u" client_ext "$crt" "$key"
 		kept=0
 	fi
@@ -284,10 +331,40 @@ for u in "${users[@]}"; do
 		printf 'SWAPSTATION_MQTT_CA_FILE=%s\n' "$ca_crt"
 		printf 'SWAPSTATION_MQTT_CERT_FILE=%s\n' "$crt"
 		printf 'SWAPSTATION_MQTT_KEY_FILE=%s\n' "$key"
+		if [[ $u == sim ]]; then
+			printf '# The simulated drivers, each with its own account (one connection per account).\n'
+			for d in "${DRIVERS[@]}"; do
+				printf 'SWAPSTATION_MQTT_%s_PASSWORD=%s\n' "${d^^}" "${password[$d]}"
+				printf 'SWAPSTATION_MQTT_%s_CERT_FILE=%s\n' "${d^^}" "$DIR/certs/clients/$d.crt"
+				printf 'SWAPSTATION_MQTT_%s_KEY_FILE=%s\n' "${d^^}" "$DIR/certs/clients/$d.key"
+			done
+		fi
 	} >"$work/$u.env"
 	chmod 600 "$work/$u.env"
 	cmp -s "$work/$u.env" "$DIR/env/$u.env" || mv "$work/$u.env" "$DIR/env/$u.env"
 	[[ $kept -eq 1 ]] && say "client certificate: kept $u" || say "client certificate: issued $crt"
 done
+
+# ---- the CRL ---------------------------------------------------------------------------
+crl=$DIR/certs/crl.pem
+crl_fresh() {
+	[[ -f $crl ]] || return 1
+	openssl crl -in "$crl" -noout -verify -CAfile "$ca_crt" >/dev/null 2>&1 || return 1
+	local next
+	next=$(openssl crl -in "$crl" -noout -nextupdate | cut -d= -f2) || return 1
+	(($(date -d "$next" +%s) - $(date +%s) > RENEW_S))
+}
+if [[ $(cat "$DIR/ca/index.txt") != "$index_before" ]] || ! crl_fresh; then
+	openssl ca -config "$work/openssl.cnf" -keyfile "$ca_key" -cert "$ca_crt" \
+		-gencrl -out "$work/crl.pem" 2>"$work/err" || {
+		cat "$work/err" >&2
+		die "could not make the CRL"
+	}
+	chmod 644 "$work/crl.pem"
+	mv "$work/crl.pem" "$crl"
+	say "CRL: wrote $crl ($(grep -c '^R' "$DIR/ca/index.txt" || true) revoked); reload the broker if it is running"
+else
+	say "CRL: kept $crl"
+fi
 
 say "done: $DIR (users: ${users[*]})"

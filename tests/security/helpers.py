@@ -29,14 +29,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.bus import Bus, LastWill
 from controller.embedded_broker import free_port
+from controller.errors import BusError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = REPO / "config" / "mosquitto" / "mosquitto.conf"
 SHIPPED_ACL = REPO / "config" / "mosquitto" / "acl"
 MAKE_CERTS = REPO / "scripts" / "make-certs.sh"
@@ -44,6 +46,8 @@ MAKE_CERTS = REPO / "scripts" / "make-certs.sh"
 ETC_PREFIX = "/etc/swapstation/"
 DATA_PREFIX = "/var/lib/swapstation/mosquitto/"
 MTLS_LINE = "#require_certificate true"
+PLUGIN_PREFIX = "/usr/local/lib/swapstation/"
+PLUGIN_LINE = f"#plugin {PLUGIN_PREFIX}mosquitto_certbind.so"
 
 #: Every user the script makes with --demo, in ACL order.
 USERS = ("controller", "operator", "viewer", "arm", "bay", "door", "rack", "vehicle", "safety")
@@ -66,6 +70,46 @@ def find_tool(name: str) -> str | None:
         if Path(d, name).exists():
             return str(Path(d, name))
     return None
+
+
+def build_certbind(out_dir: Path) -> Path:
+    """Build the certbind plugin with the script operators use; the directory it returns is
+    readable by the broker's user (the plugin is loaded by Mosquitto at start)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-certbind.sh"), str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"build-certbind.sh failed:\n{proc.stdout}{proc.stderr}")
+    (out_dir / "mosquitto_certbind.so").chmod(0o644)
+    return out_dir
+
+
+def add_operator_account(broker: SecureBroker, name: str, password: str) -> None:
+    """A named operator account, the way docs/operations.md says: an ACL block like the
+    operator's with its own ``cmd/<name>`` write line, and the password through
+    mosquitto_passwd's standard input. The caller reloads the broker."""
+    acl = broker.station.dir / "mosquitto" / "acl"
+    block = SHIPPED_ACL.read_text().split("user operator\n", 1)[1].split("\n\n", 1)[0]
+    block = block.replace("swap/+/cmd/operator", f"swap/+/cmd/{name}")
+    with acl.open("a") as f:
+        f.write(f"\nuser {name}\n{block}\n")
+    passwd = find_tool("mosquitto_passwd")
+    assert passwd is not None
+    subprocess.run(
+        [passwd, str(broker.station.dir / "mosquitto" / "passwd"), name],
+        input=f"{password}\n{password}\n",
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    broker.station.passwords[name] = password
 
 
 def missing_tools() -> list[str]:
@@ -130,8 +174,12 @@ def render_config(
     tls_port: int,
     local_port: int,
     mtls: bool = False,
+    plugin_dir: Path | None = None,
 ) -> str:
-    """The shipped config with only its paths, listener lines and (optionally) mTLS changed."""
+    """The shipped config with only its paths, listener lines and (optionally) mTLS changed.
+
+    ``mtls`` uncomments the two documented lines (``require_certificate`` and the certbind
+    plugin, loaded from ``plugin_dir``, where the test built it)."""
     out: list[str] = []
     listeners = 0
     for line in shipped.splitlines():
@@ -144,11 +192,16 @@ def render_config(
             listeners += 1
         elif mtls and line == MTLS_LINE:
             new = line.lstrip("#")
+        elif mtls and line == PLUGIN_LINE:
+            if plugin_dir is None:
+                raise AssertionError("mutual TLS needs the certbind plugin: pass plugin_dir")
+            new = line.lstrip("#").replace(PLUGIN_PREFIX, f"{plugin_dir}/")
         out.append(new)
     if listeners != 2:
         raise AssertionError("the shipped config no longer has the two listeners the tests expect")
-    if mtls and MTLS_LINE not in shipped.splitlines():
-        raise AssertionError(f"the shipped config has no {MTLS_LINE!r} line to enable mTLS")
+    for switch in (MTLS_LINE, PLUGIN_LINE):
+        if mtls and switch not in shipped.splitlines():
+            raise AssertionError(f"the shipped config has no {switch!r} line to enable mTLS")
     # Self-check: nothing but paths, listeners and the mTLS switch differs from the shipped file.
     for old, new in zip(shipped.splitlines(), out, strict=True):
         if old == new:
@@ -157,7 +210,7 @@ def render_config(
             ETC_PREFIX in old
             or DATA_PREFIX in old
             or old.startswith("listener ")
-            or (mtls and old == MTLS_LINE)
+            or (mtls and old in (MTLS_LINE, PLUGIN_LINE))
         )
         if not allowed:
             raise AssertionError(f"render_config changed a line it must not touch: {old!r}")
@@ -171,6 +224,8 @@ class SecureBroker:
 
     station: Station
     mtls: bool = False
+    #: Where the certbind plugin was built (needed with ``mtls``; see :func:`build_certbind`).
+    plugin_dir: Path | None = None
     tls_port: int = field(default_factory=free_port)
     local_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -191,6 +246,13 @@ class SecureBroker:
         # The ACL is installed next to the password file, as an operator installs it.
         shutil.copyfile(SHIPPED_ACL, self.station.dir / "mosquitto" / "acl")
         self.conf = self.station.dir / "mosquitto" / "mosquitto.conf"
+        self.configure(mtls=self.mtls)
+        self.log_path = self.run_dir / "mosquitto.log"
+
+    def configure(self, *, mtls: bool) -> None:
+        """Write the shipped config (rendered), with or without the mutual-TLS lines; a running
+        broker reads it on :meth:`reload` (some of it) or :meth:`restart`."""
+        self.mtls = mtls
         self.conf.write_text(
             render_config(
                 SHIPPED_CONF.read_text(),
@@ -198,10 +260,10 @@ class SecureBroker:
                 data_dir=self.data_dir,
                 tls_port=self.tls_port,
                 local_port=self.local_port,
-                mtls=self.mtls,
+                mtls=mtls,
+                plugin_dir=self.plugin_dir,
             )
         )
-        self.log_path = self.run_dir / "mosquitto.log"
 
     @property
     def tls_url(self) -> str:
@@ -250,6 +312,11 @@ class SecureBroker:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
 
+    def restart(self) -> None:
+        """Stop and start again on the same ports: what `systemctl restart` does."""
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -267,6 +334,7 @@ class SecureBroker:
         *,
         password: str | None = None,
         tag: str = "",
+        client_id: str | None = None,
         url: str | None = None,
         ca_file: str | None = None,
         cert: tuple[str, str] | None = None,
@@ -281,7 +349,7 @@ class SecureBroker:
         tls = url.startswith("mqtts://")  # TLS files go only with an mqtts:// URL
         return Bus(
             url,
-            client_id=f"{user or 'anonymous'}-{tag or os.urandom(4).hex()}",
+            client_id=client_id or f"{user or 'anonymous'}-{tag or os.urandom(4).hex()}",
             username=user,
             password=password,
             ca_file=(ca_file or self.station.ca_file) if tls else None,
@@ -352,3 +420,106 @@ class Inbox:
 #: The broker routes a PUBLISH before it sends the PUBACK, so by the time every publish of a test
 #: is acknowledged any leak is already on its way; this only covers the loopback transit.
 GRACE_S = 0.3
+
+
+# ---- MQTT 5: the broker says no ------------------------------------------------------------
+class Mqtt5Probe:
+    """A plain paho MQTT 5 client that records the broker's reason codes.
+
+    The product's Bus speaks MQTT 3.1.1, where Mosquitto acknowledges a forbidden QoS 1 publish
+    like any other; under MQTT 5 the PUBACK carries a reason code (135 "not authorized"), so a
+    peer can tell. paho runs its own network thread here; every wait is bounded.
+    """
+
+    def __init__(self, broker: SecureBroker, user: str, *, client_id: str = "") -> None:
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"{user}-v5-{os.urandom(3).hex()}",
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        self.client.username_pw_set(user, broker.station.passwords[user])
+        self.client.tls_set(ca_certs=broker.station.ca_file)
+        self.port = broker.tls_port
+        self.puback: dict[int, int] = {}
+        self.suback: dict[int, list[int]] = {}
+        self.received: list[tuple[str, bytes]] = []
+        self.connack: int | None = None
+        self.disconnect_reason: int | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    # paho's callbacks (its network thread)
+    def _on_connect(self, _c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        self.connack = int(rc.value)  # type: ignore[attr-defined]
+
+    def _on_publish(self, _c: object, _u: object, mid: int, rc: object, _p: object) -> None:
+        self.puback[mid] = int(rc.value)  # type: ignore[attr-defined]
+
+    def _on_subscribe(
+        self, _c: object, _u: object, mid: int, rcs: list[object], _p: object
+    ) -> None:
+        self.suback[mid] = [int(rc.value) for rc in rcs]  # type: ignore[attr-defined]
+
+    def _on_message(self, _c: object, _u: object, msg: object) -> None:
+        self.received.append((msg.topic, bytes(msg.payload)))  # type: ignore[attr-defined]
+
+    def _on_disconnect(self, _c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        self.disconnect_reason = int(rc.value)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _wait(ready: object, what: str, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"MQTT 5 probe: no {what} within {timeout_s} s")
+            time.sleep(0.005)  # polls paho's thread-side state; bounded by the deadline
+
+    def connect(self) -> None:
+        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.loop_start()
+        self._wait(lambda: self.connack is not None, "CONNACK")
+        assert self.connack == 0, f"MQTT 5 CONNACK reason {self.connack}"
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Publish at QoS 1 and return the PUBACK's reason code."""
+        info = self.client.publish(topic, payload, qos=1)
+        self._wait(lambda: info.mid in self.puback, f"PUBACK for {topic}")
+        return self.puback[info.mid]
+
+    def subscribe(self, topic_filter: str) -> int:
+        """Subscribe at QoS 1 and return the SUBACK's reason code."""
+        _, mid = self.client.subscribe(topic_filter, qos=1)
+        self._wait(lambda: mid in self.suback, f"SUBACK for {topic_filter}")
+        return self.suback[mid][0]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# ---- connecting ----------------------------------------------------------------------------
+@asynccontextmanager
+async def connected(*buses: Bus) -> AsyncIterator[None]:
+    """Start every bus (failing the test if one cannot connect) and stop them all after."""
+    async with AsyncExitStack() as stack:
+        for bus in buses:
+            await bus.start(wait_s=5)
+            stack.push_async_callback(bus.stop)
+        yield
+
+
+async def refusal(bus: Bus, wait_s: float = 1.0) -> str:
+    """The reason ``bus`` could not connect; fails the test if it did connect."""
+    try:
+        await bus.start(wait_s=wait_s)
+    except BusError as exc:
+        return str(exc)
+    await bus.stop()
+    raise AssertionError(f"{bus.client_id} connected to {bus.url} but should have been refused")
