@@ -6,7 +6,6 @@ driver and a real one look the same from the broker).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -81,6 +80,7 @@ class Controller:
         self.station.record_sent(device, action, args)
 
     async def start(self, *, connect_timeout_s: float = 10.0) -> None:
+        self._log_journal()
         await self.station.recover_from_journal()
         await self.devices.attach()
         for topic in (self.topics.cmd, self.topics.cmd_any_user):
@@ -98,6 +98,19 @@ class Controller:
             await self.outbox.stop()
             self.store.close()
             raise
+
+    def _log_journal(self) -> None:
+        """Say where the journal is and how durable it is; loudly when it is in memory, where
+        a restart forgets every pack's place, every swap record and every alarm."""
+        settings = self.store.settings()
+        if self.config.database is None:
+            log.warning(
+                "the journal is IN MEMORY (station file: database: null): a restart forgets where"
+                " every pack is, the swap records and the alarms; set `database:` to a file on"
+                " a real station (docs/operations.md)"
+            )
+        else:
+            log.info("journal %s: %s", self.config.database, settings)
 
     async def _announce(self) -> None:
         await self.bus.publish(self.topics.controller, ONLINE, retain=True)
@@ -150,12 +163,3 @@ class Controller:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def run_forever(controller: Controller) -> None:
-    """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
-    await controller.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await controller.stop()

@@ -62,8 +62,7 @@ class Clock:
     async def deadline(self, station_seconds: float | None) -> AsyncIterator[asyncio.Timeout]:
         """``asyncio.timeout`` measured in station seconds (``None``: no deadline).
 
-        Raises ``TimeoutError`` on expiry, like ``asyncio.timeout``. The yielded Timeout can be
-        rescheduled; use :meth:`real_deadline_in` to compute the new value.
+        Raises ``TimeoutError`` on expiry, like ``asyncio.timeout``.
         """
         if station_seconds is None:
             async with asyncio.timeout(None) as cm:
@@ -71,7 +70,3 @@ class Clock:
             return
         async with asyncio.timeout(self.to_real(station_seconds)) as cm:
             yield cm
-
-    def real_deadline_in(self, station_seconds: float) -> float:
-        """The loop time at which ``station_seconds`` from now will have passed."""
-        return asyncio.get_running_loop().time() + self.to_real(station_seconds)

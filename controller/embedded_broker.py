@@ -1,6 +1,7 @@
 """The embedded broker (amqtt, pure Python) for demos and tests when no broker URL is given.
 
-Bound to 127.0.0.1 on a chosen or free port, with no $SYS or packet-logger plugins (field notes).
+Bound to 127.0.0.1 on a chosen or free port (amqtt's default binds 0.0.0.0:1883), with no $SYS
+or packet-logger plugins (the defaults load them).
 It speaks MQTT 3.1.1 only, which is why the contract carries correlation ids in the payload.
 """
 

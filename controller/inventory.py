@@ -5,8 +5,8 @@ drivers' sensors), so it never guesses. Every move goes through the journal in t
 intent is written (and fsynced) before the motion is commanded, the confirmation after, so
 after a crash the journal says where every pack is, or which pack's place is uncertain. Driver
 reports refresh the packs' state of charge and are compared with the ledger to find
-disagreements. Locations: ``slot:<n>``, ``gripper``, ``vehicle:<id>``, ``departed:<id>`` (left
-on a truck) and ``unknown``.
+disagreements. Locations are the journal's vocabulary (:mod:`controller.store.locations`):
+``slot:<n>``, ``gripper``, ``vehicle:<id>``, ``departed:<id>`` (left on a truck), ``unknown``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,11 @@ from controller.clock import Clock
 from controller.config import RackConfig
 from controller.contract import ArmState, Inventory, PackInfo, RackState, SlotInfo, VehicleState
 from controller.store import Store
+from controller.store.locations import GRIPPER, UNKNOWN, departed, location_kind
+from controller.store.locations import slot as slot_location
+from controller.store.locations import vehicle as vehicle_location
 
-GRIPPER = "gripper"
-UNKNOWN = "unknown"
-
-
-def slot_location(slot: int) -> str:
-    return f"slot:{slot}"
-
-
-def vehicle_location(vehicle_id: str) -> str:
-    return f"vehicle:{vehicle_id}"
+__all__ = ["GRIPPER", "UNKNOWN", "PackLedger", "slot_location", "vehicle_location"]
 
 
 class PackLedger:
@@ -126,7 +120,7 @@ class PackLedger:
         """The truck left: its pack is no longer in the station."""
         for pack_id, loc in list(self.locations.items()):
             if loc == vehicle_location(vehicle_id):
-                self._set(pack_id, f"departed:{vehicle_id}", "left on the truck")
+                self._set(pack_id, departed(vehicle_id), "left on the truck")
 
     def _set(self, pack_id: str, location: str, reason: str) -> None:
         self.journal.set_location(pack_id, location, reason, self._clock.now())
@@ -142,7 +136,7 @@ class PackLedger:
         return None
 
     def in_station(self) -> dict[str, str]:
-        return {p: loc for p, loc in self.locations.items() if not loc.startswith("departed:")}
+        return {p: loc for p, loc in self.locations.items() if location_kind(loc) != "departed"}
 
     def choose_charged(self, pack_type: str, *, exclude: set[int] | None = None) -> int | None:
         """The slot of the best swappable pack of ``pack_type``: highest SoC, then health."""

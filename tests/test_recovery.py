@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -91,5 +92,33 @@ async def test_restart_mid_swap_comes_up_aborted_with_recovery_alarm(
             # the alarm, raised before the new controller had connected, also came as an event
             raised = await st.wait_events(AlarmRaised, timeout_s=5)
             assert any(e.alarm.code == "recovery_needed" for e in raised), raised
+        finally:
+            await second.stop()
+
+
+async def test_a_damaged_journal_comes_up_aborted_with_an_alarm(
+    embedded_broker: object, station_id: str, tmp_path: object
+) -> None:
+    """The start-up check: a journal whose current pack locations disagree with their log (a
+    torn write, a hand edit) is not trusted; the controller comes up aborted and says why."""
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    db = str(tmp_path / "station.sqlite3")  # type: ignore[operator]
+    cfg = station_config(station_id, database=db)
+    async with running_station(url, cfg, start=False) as st:
+        assert st.controller.station.mode is Mode.idle  # positive control: a sound journal
+        await st.controller.station.shutdown()
+        await st.controller.bus.kill()
+        st.controller.store.close()
+        with sqlite3.connect(db) as raw:  # the damage: one pack's current place edited by hand
+            raw.execute("UPDATE pack_location SET location = 'slot:99' WHERE pack_id = 'P-1001'")
+        second = Controller(cfg, url=url, clock=st.clock, client_id=f"ctl2-{station_id}")
+        await second.start()
+        try:
+            assert second.station.mode is Mode.aborted
+            [alarm] = [a for a in second.station.alarms.active() if a.code == "journal_damaged"]
+            assert "pack P-1001: pack_location says 'slot:99'" in alarm.text
+            assert alarm.severity.value == "critical"
+            with pytest.raises(Exception, match="not valid in mode aborted"):
+                await second.commands.execute("start", {})
         finally:
             await second.stop()

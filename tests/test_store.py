@@ -178,7 +178,7 @@ def test_intent_then_confirmation_moves_the_pack(store: Store) -> None:
     [open_move] = store.open_moves()
     assert (open_move.move_id, open_move.pack_id, open_move.status) == (move_id, "P1", "open")
     assert (open_move.swap_id, open_move.command_id, open_move.begun_at) == ("S1", "c1", at(1))
-    assert store.pack_location("P1") == "slot:1"  # not confirmed yet
+    assert store.pack_locations().get("P1") == "slot:1"  # not confirmed yet
 
     assert store.confirm_move(move_id, at(2)) is True
     assert store.open_moves() == []
@@ -205,7 +205,7 @@ def test_failed_move_keeps_the_last_confirmed_location(store: Store) -> None:
         "arm.lift: LOCKS_CLOSED",
         at(2),
     )
-    assert store.pack_location("P1") == "vehicle:T1"
+    assert store.pack_locations().get("P1") == "vehicle:T1"
     with pytest.raises(MoveEnded):
         store.confirm_move(move_id, at(4))
     # the same move may be tried again from where the pack is
@@ -213,14 +213,14 @@ def test_failed_move_keeps_the_last_confirmed_location(store: Store) -> None:
     store.confirm_move(retry, at(6))
     with pytest.raises(MoveEnded):
         store.fail_move(retry, "too late", at(7))
-    assert store.pack_location("P1") == "gripper"
+    assert store.pack_locations().get("P1") == "gripper"
 
 
 def test_failed_move_can_say_where_the_pack_is_now(store: Store) -> None:
     store.seed_packs({"P1": "slot:4"}, at(0))
     move_id = store.begin_move("P1", "slot:4", "gripper", at=at(1))
     store.fail_move(move_id, "arm dropped the pack", at(2), location="unknown")
-    assert store.pack_location("P1") == "unknown"
+    assert store.pack_locations().get("P1") == "unknown"
     change = store.location_history("P1")[0]
     assert (change.location, change.move_id) == ("unknown", move_id)
     assert "arm dropped the pack" in change.reason
@@ -257,7 +257,7 @@ def test_begin_move_refuses_intents_that_contradict_the_journal(store: Store) ->
     store.seed_packs({"P7": "departed:T1", "P8": "vehicle:T1"}, at(4))
     m = store.begin_move("P8", "vehicle:T1", "departed:T1", at=at(5))
     store.confirm_move(m, at(6))
-    assert store.pack_location("P8") == "departed:T1"
+    assert store.pack_locations().get("P8") == "departed:T1"
 
 
 def test_a_pack_the_journal_never_saw_may_start_anywhere(store: Store) -> None:
@@ -296,7 +296,7 @@ def test_seed_packs_is_idempotent_and_never_overrides_the_journal(store: Store) 
     assert len(store.location_history()) == 4
     with pytest.raises(InvalidLocation):
         store.seed_packs({"P9": "rack"}, at(5))
-    assert store.pack_location("P9") is None
+    assert store.pack_locations().get("P9") is None
 
 
 def test_a_whole_swap_leaves_every_pack_in_one_place(store: Store) -> None:
@@ -366,7 +366,7 @@ def test_sigkill_mid_move_leaves_an_open_move_and_the_last_confirmed_location(
         assert s.check_integrity() == []
         # Recovery: the rack reports P1 docked in slot 1, so the move did happen.
         assert s.confirm_move(move.move_id, datetime.now(UTC))
-        assert s.pack_location("P1") == "slot:1"
+        assert s.pack_locations().get("P1") == "slot:1"
         assert s.end_swap("S1", "aborted", datetime.now(UTC))
         assert s.swap_in_flight() is None
 
@@ -383,7 +383,7 @@ _MOVE_FOREVER = """
     s.seed_packs({"P1": "slot:1"}, now())
     for m in s.open_moves():  # recovery of the previous round's crash
         s.fail_move(m.move_id, "interrupted by a crash", now())
-    loc = s.pack_location("P1")
+    loc = s.pack_locations().get("P1")
     while True:
         dst = "gripper" if loc != "gripper" else "slot:1"
         m = s.begin_move("P1", loc, dst, at=now())
@@ -417,9 +417,9 @@ def test_random_sigkills_never_lose_a_confirmed_move(tmp_path: Path) -> None:
             newest = s.moves(limit=1)[0]
             if open_moves:
                 assert open_moves[0] == newest
-                assert s.pack_location("P1") == newest.src
+                assert s.pack_locations().get("P1") == newest.src
             else:
-                assert s.pack_location("P1") == newest.dst
+                assert s.pack_locations().get("P1") == newest.dst
             assert all(m.status != "open" for m in s.moves(limit=1000)[1:])
 
 

@@ -414,8 +414,8 @@ class Bus:
         else:
             data = str(payload).encode()
         topic = message.topic.value
-        # Filter by our own subscriptions: amqtt delivers retained messages of topics that
-        # *other* sessions subscribed to (field notes).
+        # Filter by our own subscriptions: amqtt 0.12 sends a new client the retained messages
+        # of topics that *other* sessions subscribed to.
         for topic_filter, handler, on_retained in list(self._handlers):
             if message.topic.matches(topic_filter):
                 target = on_retained if message.retain and on_retained is not None else handler

@@ -9,8 +9,10 @@ six drivers) must log each one in with an account of its own: ``account`` below.
 
 from __future__ import annotations
 
-import os
 from typing import TypedDict
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.bus.client import Bus, LastWill
 from controller.config import BrokerConfig, StationConfig
@@ -26,6 +28,20 @@ class Credentials(TypedDict):
     key_file: str | None
 
 
+class LoginEnvironment(BaseSettings):
+    """The login a process finds in its environment (``SWAPSTATION_MQTT_USERNAME`` and so on;
+    for one account of several, ``SWAPSTATION_MQTT_<ACCOUNT>_PASSWORD`` and so on). Empty
+    values count as unset. Nothing else is read: no ``.env`` file, no secrets directory."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
+
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 def broker_credentials(broker: BrokerConfig, *, account: str | None = None) -> Credentials:
     """Credentials and TLS files from config, overridden by ``SWAPSTATION_MQTT_*`` variables.
 
@@ -37,29 +53,25 @@ def broker_credentials(broker: BrokerConfig, *, account: str | None = None) -> C
             ``SWAPSTATION_MQTT_<ACCOUNT>_CERT_FILE``/``_KEY_FILE``; the CA stays the common one.
             Otherwise it uses the common login (an open development broker).
     """
-
-    def pick(name: str, value: str | None) -> str | None:
-        return os.environ.get(ENV_PREFIX + name.upper()) or value
-
+    env = LoginEnvironment()
     common = Credentials(
-        username=pick("username", broker.username),
-        password=pick("password", broker.password),
-        ca_file=pick("ca_file", broker.ca_file),
-        cert_file=pick("cert_file", broker.cert_file),
-        key_file=pick("key_file", broker.key_file),
+        username=env.username or broker.username,
+        password=env.password or broker.password,
+        ca_file=env.ca_file or broker.ca_file,
+        cert_file=env.cert_file or broker.cert_file,
+        key_file=env.key_file or broker.key_file,
     )
     if account is None:
         return common
-    own = f"{ENV_PREFIX}{account.upper()}_"
-    password = os.environ.get(own + "PASSWORD")
-    if not password:
+    own = LoginEnvironment(_env_prefix=f"{ENV_PREFIX}{account.upper()}_")
+    if not own.password:
         return common
     return Credentials(
         username=account,
-        password=password,
+        password=own.password,
         ca_file=common["ca_file"],
-        cert_file=os.environ.get(own + "CERT_FILE") or None,
-        key_file=os.environ.get(own + "KEY_FILE") or None,
+        cert_file=own.cert_file,
+        key_file=own.key_file,
     )
 
 

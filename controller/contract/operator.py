@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
+from controller.contract.drivers import RackSlotState
 
 
 class Mode(StrEnum):
@@ -99,13 +100,9 @@ class Status(Message):
     reason: str | None = Field(default=None, description="Why the station is in this mode")
 
 
-class SlotInfo(Part):
-    slot: int = Field(ge=1)
-    pack: PackInfo | None = None
-    docked: bool = False
-    charger_kw: float = Field(ge=0)
-    charging_kw: float = Field(default=0.0, ge=0)
-    out_of_service: bool = False
+#: A slot as the inventory shows it: the rack driver's slot model (one model for one thing),
+#: with the pack the controller's ledger places there.
+SlotInfo = RackSlotState
 
 
 class Inventory(Message):

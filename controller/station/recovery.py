@@ -23,6 +23,11 @@ RECOVERY_HINT = (
     "Inspect the station. Clear, enter maintenance, finish by hand with 'manual' moves and "
     "'set_location' for packs whose place is unknown, then leave maintenance and reset."
 )
+JOURNAL_HINT = (
+    "Do not run swaps on this journal. Stop the controller, copy the database file aside, check "
+    "the disk (dmesg, SMART), then restore the journal from a backup, or start with a fresh one "
+    "(packs are then placed from the sensors) and record what you find with set_location."
+)
 MISMATCH_HINT = (
     "Inspect the packs named; in maintenance, use set_location to record what you find. The "
     "station will not start while they disagree."
@@ -66,10 +71,12 @@ class JournalRecovery:
         self._inventory_changed = inventory_changed
 
     def recover(self) -> ComeUpHalted | None:
-        """Load the ledger and the alarms from the journal after a (re)start.
+        """Load the ledger and the alarms from the journal after a (re)start, and check the
+        journal (SQLite's own checks, and that the pack locations equal a replay of their log).
 
-        Returns why the station must come up aborted, or None when it may come up idle:
-        a swap or a pack move in flight at the restart (its moves are closed as failed and its
+        Returns why the station must come up aborted, or None when it may come up idle: a
+        damaged journal (``journal_damaged``: its pack locations cannot be trusted), a swap or a
+        pack move in flight at the restart (its moves are closed as failed and its
         packs become ``unknown`` until the sensors place them), or serious alarms nobody cleared
         (a restart is not a reset).
         """
@@ -77,6 +84,11 @@ class JournalRecovery:
         ledger.load(store.pack_locations())
         history = store.alarm_history(1)
         self._alarms.load(store.active_alarms(), history[0].info.id if history else None)
+        damage = store.check_integrity()
+        if damage:
+            text = "the journal failed its start-up check: " + "; ".join(damage[:5])
+            self._alarms.raise_("journal_damaged", Severity.critical, text[:2000], JOURNAL_HINT)
+            return ComeUpHalted(f"journal damaged ({len(damage)} problem(s))", False)
         in_flight = store.swap_in_flight()
         open_moves = store.open_moves()
         if in_flight is None and not open_moves:
@@ -86,12 +98,10 @@ class JournalRecovery:
             return ComeUpHalted(
                 f"restarted with unresolved alarm(s): {serious[0].code}", recovery_needed=False
             )
-        now = self._clock.now()
         for move in open_moves:
-            store.fail_move(move.move_id, "controller restarted mid-move", now, location=UNKNOWN)
-            ledger.locations[move.pack_id] = UNKNOWN
+            ledger.fail_move(move.move_id, move.pack_id, UNKNOWN, "controller restarted mid-move")
         if in_flight is not None:
-            store.end_swap(in_flight, "aborted", now)
+            store.end_swap(in_flight, "aborted", self._clock.now())
         return ComeUpHalted(
             f"recovery needed: swap {in_flight or '?'} was in flight at restart", True
         )

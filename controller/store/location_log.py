@@ -83,11 +83,6 @@ class LocationsMixin:
         rows = self._db.query("SELECT pack_id, location FROM pack_location ORDER BY pack_id")
         return {r[0]: r[1] for r in rows}
 
-    def pack_location(self, pack_id: str) -> str | None:
-        """The pack's last confirmed location, or None if the journal has never seen it."""
-        row = self._db.query_one("SELECT location FROM pack_location WHERE pack_id = ?", (pack_id,))
-        return None if row is None else str(row[0])
-
     def seed_packs(self, locations: Mapping[str, str], at: datetime) -> list[str]:
         """Give packs the journal has never seen their starting location; return their ids.
 

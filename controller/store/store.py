@@ -77,7 +77,8 @@ class Store(JournalMixin, LocationsMixin, SwapsMixin, AlarmsMixin, CommandsMixin
         return {name: self._db.pragma(name) for name in names}
 
     def check_integrity(self) -> list[str]:
-        """Problems with the file itself; empty when sound. Run it once at start-up.
+        """Problems with the file itself; empty when sound. The controller runs it once at
+        start-up (:meth:`controller.station.recovery.JournalRecovery.recover`).
 
         SQLite's ``quick_check`` and ``foreign_key_check``, and that the current pack
         locations equal a replay of the location log. O(size of the database).

@@ -98,11 +98,6 @@ def topic_keys(station_id: str) -> dict[str, str]:
     return keys
 
 
-def any_driver(t: Topics, kind: str) -> str:
-    """The filter ``swap/<station>/drivers/+/<kind>`` (Topics builds concrete names only)."""
-    return f"{t.base}/drivers/+/{kind}"
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -250,10 +245,10 @@ async def test_driver_cannot_publish_on_another_drivers_topics(
     seen = await Inbox().attach(
         controller,
         [
-            any_driver(t, "result"),
-            any_driver(t, "state"),
-            any_driver(t, "online"),
-            any_driver(t, "events"),
+            t.every_driver("result"),
+            t.every_driver("state"),
+            t.every_driver("online"),
+            t.every_driver("events"),
         ],
     )
     async with connected(controller, arm, bay):
@@ -287,7 +282,7 @@ async def test_driver_wildcard_subscriptions_get_only_its_own_commands(
         broker.bus(u) for u in ("arm", "controller", "operator", "bay")
     )
     wild = await Inbox().attach(
-        arm, ["#", "swap/#", f"{t.base}/#", any_driver(t, "cmd"), t.drivers_all]
+        arm, ["#", "swap/#", f"{t.base}/#", t.every_driver("cmd"), t.drivers_all]
     )
     async with connected(arm, controller, operator, bay):
         await controller.publish(t.driver_cmd("bay"), b"ctl: bay secure")
@@ -307,7 +302,7 @@ async def test_driver_last_will_on_another_drivers_topic_is_dropped(
     """A will is accepted at CONNECT whatever its topic, and ACL-checked when it fires."""
     t = Topics(station_id)
     controller = broker.bus("controller")
-    online = await Inbox().attach(controller, [any_driver(t, "online")])
+    online = await Inbox().attach(controller, [t.every_driver("online")])
     arm = broker.bus("arm", will=LastWill(t.driver_online("bay"), "arm says bay offline"))
     bay = broker.bus("bay", will=LastWill(t.driver_online("bay"), "offline"))
     async with connected(controller, arm, bay):
