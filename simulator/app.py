@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from controller.clock import Clock
 from controller.config import StationConfig
 from controller.contract import DEVICES, ErrorEvent, Topics
 from controller.errors import BusDisconnected
+from simulator import persist
 from simulator.control import ControlError, apply_control, parse_control
 from simulator.drivers import DRIVER_CLASSES, Driver, DriverEnv
 from simulator.drivers.env import BusFactory, config_bus_factory
@@ -33,6 +35,9 @@ from simulator.traffic import Traffic
 from simulator.world import World
 
 log = logging.getLogger(__name__)
+
+#: Real seconds between saves of a world in which only charging changed (see _save_world).
+SAVE_EVERY_S = 5.0
 
 
 class Simulator:
@@ -46,6 +51,9 @@ class Simulator:
         bus_factory: makes each MQTT client, ``(client_id, will, account) -> Bus``; by default
             from ``config.broker`` and the ``SWAPSTATION_MQTT_*`` environment, each driver with
             its own account when the environment has one (see :mod:`controller.bus.login`).
+        state_file: where the world is kept across restarts (:mod:`simulator.persist`); it is
+            restored from there at start unless ``fresh``. None: the world lives in memory.
+        fresh: start from the station file's initial packs even if ``state_file`` exists.
     """
 
     def __init__(
@@ -56,6 +64,8 @@ class Simulator:
         clock: Clock,
         faults: Iterable[str | FaultSpec] = (),
         bus_factory: BusFactory | None = None,
+        state_file: Path | None = None,
+        fresh: bool = False,
     ) -> None:
         self.config = config
         self.url = url
@@ -84,6 +94,10 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._started_once = False
+        self.state_file = state_file
+        self._fresh = fresh
+        self._saved_key: tuple[object, ...] | None = None
+        self._saved_at = 0.0
         self.scenario: Scenario | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -106,6 +120,7 @@ class Simulator:
         if not self._started_once:  # handlers stay registered on the bus across restarts
             await self.bus.subscribe(self.topics.sim_control, self._on_control)
         self._started = self._started_once = True
+        self._restore_world()
         try:
             # One at a time: amqtt 0.12.1 walks its whole subscription table (awaiting inside
             # the loop) as a client connects, and drops that connection if the table changes
@@ -134,7 +149,37 @@ class Simulator:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(d.close() for d in self.drivers.values()), return_exceptions=True)
         await self.bus.stop()
+        self._save_world(force=True)
         self._started = False
+
+    # ---- the world across restarts ------------------------------------------------------------
+    def _restore_world(self) -> None:
+        if self.state_file is None:
+            return
+        if self._fresh:
+            log.warning(
+                "simulated world: FRESH, from the station file (%s is overwritten)", self.state_file
+            )
+        elif persist.restore(self.world, self.traffic, self.state_file):
+            log.warning(
+                "simulated world restored from %s: %s",
+                self.state_file,
+                persist.describe(self.world),
+            )
+        else:
+            log.warning("simulated world: new, kept in %s", self.state_file)
+        self._fresh = False  # a restart of this same object restores what it saved
+        self._save_world(force=True)
+
+    def _save_world(self, *, force: bool = False) -> None:
+        """Save the world when something moved, or every SAVE_EVERY_S while packs charge."""
+        if self.state_file is None:
+            return
+        key = persist.physical_key(self.world)
+        now = time.monotonic()
+        if force or key != self._saved_key or now - self._saved_at >= SAVE_EVERY_S:
+            persist.save(self.world, self.traffic, self.state_file)
+            self._saved_key, self._saved_at = key, now
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -250,9 +295,10 @@ class Simulator:
             await self._dirty.wait()
             self._dirty.clear()
             try:
+                self._save_world()
                 await self.flush()
             except Exception:  # one bad publish must not end the state publishing for good
-                log.exception("publishing the simulated states failed")
+                log.exception("publishing (or saving) the simulated states failed")
 
     async def _charge_loop(self) -> None:
         tick = self.config.simulator.charge_tick_s

@@ -51,6 +51,15 @@ class Traffic:
         #: Every truck that has left, in order.
         self.departed: list[Truck] = []
 
+    @property
+    def trucks_so_far(self) -> int:
+        """How many trucks have come (their ids are numbered on from it)."""
+        return self._count
+
+    @trucks_so_far.setter
+    def trucks_so_far(self, count: int) -> None:
+        self._count = count
+
     # ---- making trucks ----------------------------------------------------------------------
     def _new_truck(self) -> Truck:
         tc = self.config.simulator.traffic

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.app import Controller
@@ -166,14 +167,16 @@ async def running_station(
     clock: Clock | None = None,
     sim_config: StationConfig | None = None,
     operator_config: StationConfig | None = None,
+    sim_state: Path | None = None,
 ) -> AsyncIterator[StationUnderTest]:
     """The simulator, the controller and an operator client, each with its own station file
     when given (``sim_config``, ``operator_config``: on a secured broker each process logs in
-    with its own account, as on a station); otherwise all three use ``config``."""
+    with its own account, as on a station); otherwise all three use ``config``. ``sim_state``:
+    the file the simulated world is kept in across restarts."""
     clock = clock or Clock(config.time_scale)
     op_config = operator_config or config
     async with AsyncExitStack() as stack:
-        sim = Simulator(sim_config or config, url=url, clock=clock)
+        sim = Simulator(sim_config or config, url=url, clock=clock, state_file=sim_state)
         await sim.start()
         stack.push_async_callback(sim.stop)
         controller = Controller(config, url=url, clock=clock)

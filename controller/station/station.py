@@ -117,7 +117,8 @@ class Station:
         self.run: SwapRun | None = None
         self.records: list[SwapRecord] = []
         self.reason: str | None = None
-        self._swap_seq = itertools.count(1)
+        # Numbered on from the journal: a restarted controller must not reuse a swap id.
+        self._swap_seq = itertools.count(self.store.swaps_begun() + 1)
         #: Trucks swapped (or being swapped) and still in the bay: plate -> vehicle id.
         self._served: dict[str, str | None] = {}
         self._execute_task: asyncio.Task[None] | None = None

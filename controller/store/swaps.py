@@ -61,6 +61,11 @@ class SwapsMixin:
             )
             return True
 
+    def swaps_begun(self) -> int:
+        """How many swaps this journal has seen begin (the next one is numbered after them)."""
+        row = self._db.query_one("SELECT COUNT(*) FROM swaps")
+        return int(row[0]) if row else 0
+
     def swap_in_flight(self) -> str | None:
         """The id of the swap begun and not ended (after a crash: the interrupted one)."""
         row = self._db.query_one(
