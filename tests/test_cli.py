@@ -284,3 +284,76 @@ def test_bad_inject_spec_is_a_clear_error(tmp_path: Path) -> None:
     proc = swapctl("demo", "--inject", "arm.fly:fail", "--config", str(cfg))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "arm.fly" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("sim", "--arrivals", "1", "--rate", "2"), "'--rate': not allowed with --arrivals"),
+        (("demo", "--time-scale", "0"), "time_scale"),
+        (("demo", "--swaps", "0"), "--swaps"),
+        (("cmd", "start", "--arg", "novalue"), "expected KEY=VALUE"),
+        (("frobnicate",), "No such command"),
+        ((), "Missing command"),
+    ],
+)
+def test_usage_errors_and_bad_option_values_exit_2(args: tuple[str, ...], words: str) -> None:
+    """Each is refused before anything connects: exit 2, the reason, no traceback."""
+    proc = swapctl(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_human_tables_in_a_pipe_are_plain_whole_and_verbatim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not a terminal: no ANSI codes even with FORCE_COLOR, a wide table is not cropped to 80
+    columns, and a station's text with [brackets] and :colons: is printed as it is."""
+    import datetime as dt
+    import io
+
+    from controller.cli.render import alarms_table, echo, swaps_table
+    from controller.contract import SWAP_PHASES, Alarms, SwapRecord
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "40")
+    now = dt.datetime.now(dt.UTC)
+    record = SwapRecord(
+        swap_id="cli-0001",
+        vehicle_id="T-1",
+        result="aborted",
+        duration_s=90.0,
+        budget_s=180.0,
+        in_budget=False,
+        phases={p.value: 1234.5 for p in SWAP_PHASES},
+        pack_out=None,
+        pack_in=None,
+        started_at=now,
+        ended_at=now,
+    )
+    alarms = Alarms.model_validate(
+        {
+            "ts": now,
+            "station": "cli",
+            "alarms": [
+                {
+                    "id": "A-1",
+                    "code": "estop",
+                    "severity": "critical",
+                    "text": "e-stop [bay] :fail: pressed",
+                    "raised_at": now,
+                }
+            ],
+        }
+    )
+    out = io.StringIO()
+    echo(swaps_table([record]), out)
+    echo(alarms_table(alarms, controller_online=False), out)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    phase_rows = [
+        line for line in text.splitlines() if line.startswith("0001") and "1234.5" in line
+    ]
+    assert phase_rows and phase_rows[0].count("1234.5") == len(SWAP_PHASES)
+    assert "e-stop [bay] :fail: pressed" in text and "NO" in text and "aborted" in text
+    assert "controller OFFLINE" in text

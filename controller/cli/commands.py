@@ -14,7 +14,8 @@ from controller.app import Controller
 from controller.bus.login import broker_credentials, make_bus
 from controller.cli.render import (
     alarms_table,
-    history_text,
+    echo,
+    history_table,
     inventory_table,
     status_text,
     swaps_table,
@@ -51,7 +52,7 @@ async def demo(
         print(json.dumps(result.as_json(), indent=2))
     else:
         print()
-        print(swaps_table(result.swaps))
+        echo(swaps_table(result.swaps))
         print()
         print("inventory: " + ("every pack accounted for" if result.inventory_ok else "PROBLEMS"))
         for problem in result.problems:
@@ -231,9 +232,9 @@ async def show(
     if as_json:
         print(_dump(getattr(op, what), op.controller_online))
     elif what == "inventory" and op.inventory is not None:
-        print(inventory_table(op.inventory, op.controller_online))
+        echo(inventory_table(op.inventory, op.controller_online))
     elif op.history is not None:
-        print(history_text(op.history, op.controller_online))
+        echo(history_table(op.history, op.controller_online))
     return EXIT_OK
 
 
@@ -257,7 +258,7 @@ async def alarms(
     if as_json:
         print(_dump(op.alarms, op.controller_online))
     else:
-        print(alarms_table(op.alarms, op.controller_online))
+        echo(alarms_table(op.alarms, op.controller_online))
     return EXIT_OK
 
 

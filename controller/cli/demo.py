@@ -110,12 +110,7 @@ async def run_demo(
             finished.put_nowait(event.record)
 
     async with AsyncExitStack() as stack:
-        url = broker_url
-        if url is None:
-            broker = EmbeddedBroker()
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            url = broker.url
+        url = broker_url if broker_url is not None else await _embedded_broker(stack)
         sim = Simulator(config, url=url, clock=clock)
         for spec in inject or []:
             sim.inject(spec)
@@ -139,25 +134,45 @@ async def run_demo(
         if reply is None or not reply.ok:
             raise DemoError(f"station refused start: {reply.error if reply else 'no reply'}")
         await sim.arrive(swaps)
-
-        # Generous wall-clock limit: each truck's budget + manoeuvring, twice over, plus slack.
-        per_truck = 2 * (config.swap.budget_s + 60.0)
-        limit_s = swaps * clock.to_real(per_truck) + 30.0
-        try:
-            async with asyncio.timeout(limit_s):
-                while len(result.swaps) < swaps:
-                    record = await finished.get()
-                    result.swaps.append(record)
-                    if record.result != "completed":
-                        break
-                # Let the last truck drive out before counting packs.
-                await controller.devices.wait_until(
-                    lambda: (bay := controller.devices.bay) is not None and bay.vehicle is None,
-                    clock.to_real(120.0) + 5.0,
-                )
-        except TimeoutError:
-            result.problems.append(f"demo did not finish within {limit_s:.0f} s")
+        await _collect_swaps(result, finished, swaps, controller, config.swap.budget_s)
         await controller.outbox.flush()
         result.problems += compare_with_world(controller, dict(sim.world.locations))
         result.inventory_ok = not result.problems
     return result
+
+
+async def _embedded_broker(stack: AsyncExitStack) -> str:
+    """Start a broker in this process, stopped with ``stack``; its URL."""
+    broker = EmbeddedBroker()
+    await broker.start()
+    stack.push_async_callback(broker.stop)
+    return broker.url
+
+
+async def _collect_swaps(
+    result: DemoResult,
+    finished: asyncio.Queue[SwapRecord],
+    swaps: int,
+    controller: Controller,
+    budget_s: float,
+) -> None:
+    """Add each finished swap to ``result`` until ``swaps`` are in or one did not complete, then
+    let the last truck drive out before the packs are counted. A demo that outruns its
+    wall-clock limit says so in ``result.problems`` instead of hanging."""
+    clock = controller.clock
+    # Generous wall-clock limit: each truck's budget + manoeuvring, twice over, plus slack.
+    per_truck = 2 * (budget_s + 60.0)
+    limit_s = swaps * clock.to_real(per_truck) + 30.0
+    try:
+        async with asyncio.timeout(limit_s):
+            while len(result.swaps) < swaps:
+                record = await finished.get()
+                result.swaps.append(record)
+                if record.result != "completed":
+                    break
+            await controller.devices.wait_until(
+                lambda: (bay := controller.devices.bay) is not None and bay.vehicle is None,
+                clock.to_real(120.0) + 5.0,
+            )
+    except TimeoutError:
+        result.problems.append(f"demo did not finish within {limit_s:.0f} s")

@@ -1,4 +1,10 @@
-"""Human output of swapctl: tables and the live progress line. (Printing is the CLI's job.)"""
+"""Human output of swapctl: tables (rich) and the demo's live progress line. (Printing is the
+CLI's job.)
+
+Tables are rich renderables: columns declared with their alignment, what needs attention in red
+on a terminal. ``echo`` prints them with the settings that keep the output true: never cropped
+to the terminal's width, no ANSI codes in a pipe, station texts printed as they are.
+"""
 
 from __future__ import annotations
 
@@ -6,59 +12,94 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Column, Table
+from rich.text import Text
+
 from controller.contract import (
     SWAP_PHASES,
+    AlarmInfo,
     Alarms,
     Event,
     History,
     Inventory,
     ModeChanged,
+    PackInfo,
     PhaseChanged,
+    SlotInfo,
     Status,
     SwapFinished,
     SwapRecord,
 )
 
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+#: Wider than any table: rich would otherwise fit a table to the terminal by cropping cells
+#: ("13…"), which is worse than a line the terminal wraps.
+_NEVER_CROP = 10_000
 
 
-def pack_text(pack: object) -> str:
-    if pack is None:
-        return "-"
-    pid = getattr(pack, "id", "?")
-    soc = getattr(pack, "soc", 0.0)
-    return f"{pid} ({soc:.0%})"
+def echo(view: RenderableType, out: TextIO | None = None) -> None:
+    """Print a human view (a table or a line) on ``out`` (default: stdout)."""
+    out = out or sys.stdout
+    Console(
+        file=out,
+        force_terminal=out.isatty(),  # colours on a terminal only, even with FORCE_COLOR set
+        width=_NEVER_CROP,
+        markup=False,  # bars and alarm texts hold [brackets]: not rich markup
+        emoji=False,
+        highlight=False,
+    ).print(view)
 
 
-def swaps_table(records: Sequence[SwapRecord]) -> str:
-    rows = []
+def _table(*columns: str | Column) -> Table:
+    return Table(
+        *columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+
+
+def _number(header: str) -> Column:
+    return Column(header, justify="right")
+
+
+def _alert(text: str) -> Text:
+    """Something the operator must look at: red on a terminal, the same words in a pipe."""
+    return Text(text, style="bold red")
+
+
+def pack_text(pack: PackInfo | None) -> str:
+    return "-" if pack is None else f"{pack.id} ({pack.soc:.0%})"
+
+
+def _short_id(swap_id: str) -> str:
+    return swap_id.rsplit("-", 1)[-1]
+
+
+def swaps_table(records: Sequence[SwapRecord]) -> RenderableType:
+    swaps = _table(
+        "swap",
+        "vehicle",
+        "pack out",
+        "pack in",
+        _number("secs"),
+        "in budget",
+        "result",
+    )
     for r in records:
-        rows.append(
-            [
-                r.swap_id.rsplit("-", 1)[-1],
-                r.vehicle_id or "-",
-                pack_text(r.pack_out),
-                pack_text(r.pack_in),
-                f"{r.duration_s:6.1f}",
-                "yes" if r.in_budget else "NO",
-                r.result,
-            ]
+        swaps.add_row(
+            _short_id(r.swap_id),
+            r.vehicle_id or "-",
+            pack_text(r.pack_out),
+            pack_text(r.pack_in),
+            f"{r.duration_s:.1f}",
+            "yes" if r.in_budget else _alert("NO"),
+            r.result if r.result == "completed" else _alert(r.result),
         )
-    main = table(["swap", "vehicle", "pack out", "pack in", "secs", "in budget", "result"], rows)
-    phase_rows = [
-        [r.swap_id.rsplit("-", 1)[-1]] + [f"{r.phases.get(p.value, 0):.1f}" for p in SWAP_PHASES]
-        for r in records
-    ]
-    phases = table(["swap"] + [p.value for p in SWAP_PHASES], phase_rows)
-    return f"{main}\n\nSeconds per phase:\n{phases}"
+    phases = _table("swap", *(_number(p.value) for p in SWAP_PHASES))
+    for r in records:
+        phases.add_row(
+            _short_id(r.swap_id), *(f"{r.phases.get(p.value, 0):.1f}" for p in SWAP_PHASES)
+        )
+    return Group(swaps, "", "Seconds per phase:", phases)
 
 
 def status_text(status: Status | None, controller_online: bool | None) -> str:
@@ -80,64 +121,78 @@ def status_text(status: Status | None, controller_online: bool | None) -> str:
     return "\n".join(lines)
 
 
-def _controller_note(controller_online: bool | None) -> str:
+def _with_offline_note(view: RenderableType, controller_online: bool | None) -> RenderableType:
     """Retained data outlives its publisher: say so when the controller is not online."""
     if controller_online:
-        return ""
-    return "\n(controller OFFLINE: this is the last state it published, not live)"
+        return view
+    note = _alert("(controller OFFLINE: this is the last state it published, not live)")
+    return Group(view, note)
 
 
-def inventory_table(inv: Inventory, controller_online: bool | None) -> str:
-    rows = []
-    for s in inv.slots:
-        p = s.pack
-        rows.append(
-            [
-                str(s.slot),
-                p.id if p else "-",
-                f"{_bar(p.soc, 10)} {p.soc:4.0%}" if p else "",
-                f"{s.charging_kw:.0f}/{s.charger_kw:.0f}",
-                f"{p.temperature_c:.0f}" if p else "",
-                f"{p.health:.0%}" if p else "",
-                "OUT OF SERVICE" if s.out_of_service else ("docked" if s.docked else "-"),
-            ]
-        )
-    out = [table(["slot", "pack", "soc", "kW", "degC", "health", "state"], rows), ""]
-    out.append(f"gripper     {pack_text(inv.gripper)}")
-    out.append(f"vehicle     {inv.vehicle_id or '-'}  {pack_text(inv.vehicle)}")
-    out.append(f"swappable   at or above {inv.swappable_soc:.0%}")
+def inventory_table(inv: Inventory, controller_online: bool | None) -> RenderableType:
+    slots = _table(
+        _number("slot"), "pack", "soc", _number("kW"), _number("degC"), _number("health"), "state"
+    )
+    for slot in inv.slots:
+        slots.add_row(*_slot_cells(slot))
     if inv.consistent and not inv.problems:
-        out.append("consistent  every pack in exactly one place")
+        verdict: str | Text = "consistent  every pack in exactly one place"
     else:
-        out.append("PROBLEMS    " + "; ".join(inv.problems or ["inconsistent"]))
-    return "\n".join(out) + _controller_note(controller_online)
+        verdict = _alert("PROBLEMS    " + "; ".join(inv.problems or ["inconsistent"]))
+    view = Group(
+        slots,
+        "",
+        f"gripper     {pack_text(inv.gripper)}",
+        f"vehicle     {inv.vehicle_id or '-'}  {pack_text(inv.vehicle)}",
+        f"swappable   at or above {inv.swappable_soc:.0%}",
+        verdict,
+    )
+    return _with_offline_note(view, controller_online)
 
 
-def alarms_table(alarms: Alarms, controller_online: bool | None) -> str:
+def _slot_cells(slot: SlotInfo) -> tuple[str | Text, ...]:
+    pack = slot.pack
+    charging = f"{slot.charging_kw:.0f}/{slot.charger_kw:.0f}"
+    state = _slot_state(slot)
+    if pack is None:
+        return str(slot.slot), "-", "", charging, "", "", state
+    soc = f"{_bar(pack.soc, 10)} {pack.soc:4.0%}"
+    temperature, health = f"{pack.temperature_c:.0f}", f"{pack.health:.0%}"
+    return str(slot.slot), pack.id, soc, charging, temperature, health, state
+
+
+def _slot_state(slot: SlotInfo) -> str | Text:
+    if slot.out_of_service:
+        return _alert("OUT OF SERVICE")
+    return "docked" if slot.docked else "-"
+
+
+def alarms_table(alarms: Alarms, controller_online: bool | None) -> RenderableType:
     if not alarms.alarms:
-        return "no active alarms" + _controller_note(controller_online)
-    rows = [
-        [
+        return _with_offline_note("no active alarms", controller_online)
+    table = _table("id", "severity", "code", "acked", "raised (UTC)", "text")
+    for a in alarms.alarms:
+        table.add_row(
             a.id,
-            a.severity.value,
+            _severity(a),
             a.code,
             "yes" if a.acknowledged else "no",
             a.raised_at.strftime("%Y-%m-%d %H:%M:%S"),
             a.text,
-        ]
-        for a in alarms.alarms
-    ]
-    out = [table(["id", "severity", "code", "acked", "raised (UTC)", "text"], rows)]
+        )
     hints = [f"  {a.id}: {a.hint}" for a in alarms.alarms if a.hint]
-    if hints:
-        out += ["", "What to do:", *hints]
-    return "\n".join(out) + _controller_note(controller_online)
+    view = Group(table, *(["", "What to do:", *hints] if hints else []))
+    return _with_offline_note(view, controller_online)
 
 
-def history_text(history: History, controller_online: bool | None) -> str:
-    if not history.swaps:
-        return "no swaps yet" + _controller_note(controller_online)
-    return swaps_table(history.swaps) + _controller_note(controller_online)
+def _severity(alarm: AlarmInfo) -> str | Text:
+    severity = alarm.severity.value
+    return severity if severity == "warning" else _alert(severity)
+
+
+def history_table(history: History, controller_online: bool | None) -> RenderableType:
+    view = swaps_table(history.swaps) if history.swaps else "no swaps yet"
+    return _with_offline_note(view, controller_online)
 
 
 class Progress:
@@ -149,39 +204,35 @@ class Progress:
         self.live = self.out.isatty()
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, PhaseChanged) and event.phase is not None and event.swap_id:
-            if event.phase.value == "waiting":
-                return
-            elapsed = event.elapsed_s or 0.0
-            bar = _bar(elapsed / self.budget_s)
-            text = (
-                f"{event.swap_id.rsplit('-', 1)[-1]}  {event.phase.value:<9} {bar} "
-                f"{elapsed:6.1f} s / {self.budget_s:.0f} s"
-            )
-            self._emit(text, final=False)
+        if isinstance(event, PhaseChanged):
+            self._phase_changed(event)
         elif isinstance(event, SwapFinished):
-            r = event.record
-            verdict = (
-                "in budget"
-                if r.in_budget
-                else "OVER BUDGET"
-                if r.result == "completed"
-                else r.result.upper()
-            )
-            bar = _bar(r.duration_s / self.budget_s)
-            self._emit(
-                f"{r.swap_id.rsplit('-', 1)[-1]}  {r.result:<9} {bar} "
-                f"{r.duration_s:6.1f} s / {self.budget_s:.0f} s  {verdict}  ({r.vehicle_id})",
-                final=True,
-            )
+            self._swap_finished(event.record)
         elif isinstance(event, ModeChanged):
-            self._emit(
-                f"mode {event.previous.value} -> {event.mode.value}"
-                + (f" ({event.reason})" if event.reason else ""),
-                final=True,
-            )
+            reason = f" ({event.reason})" if event.reason else ""
+            self._emit(f"mode {event.previous.value} -> {event.mode.value}{reason}", final=True)
+
+    def _phase_changed(self, event: PhaseChanged) -> None:
+        if event.phase is None or event.phase.value == "waiting" or not event.swap_id:
+            return
+        line = self._line(event.swap_id, event.phase.value, event.elapsed_s or 0.0)
+        self._emit(line, final=False)
+
+    def _swap_finished(self, r: SwapRecord) -> None:
+        if r.in_budget:
+            verdict = "in budget"
+        else:
+            verdict = "OVER BUDGET" if r.result == "completed" else r.result.upper()
+        line = self._line(r.swap_id, r.result, r.duration_s)
+        self._emit(f"{line}  {verdict}  ({r.vehicle_id})", final=True)
+
+    def _line(self, swap_id: str, what: str, elapsed_s: float) -> str:
+        bar = _bar(elapsed_s / self.budget_s)
+        return f"{_short_id(swap_id)}  {what:<9} {bar} {elapsed_s:6.1f} s / {self.budget_s:.0f} s"
 
     def _emit(self, text: str, *, final: bool) -> None:
+        """On a terminal the line is rewritten in place (carriage return, erase to the end of
+        the line); in a pipe only finished lines are written."""
         if self.live:
             self.out.write("\r\033[K" + text + ("\n" if final else ""))
         elif final:
