@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -61,6 +62,12 @@ def _dump_tasks(nodeid: str) -> None:
         if not _is_infrastructure(task):
             lines.append(f"  {task.get_name()}: {awaiting(task)}")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`swapctl sim` keeps its world under $XDG_STATE_HOME: never the user's own, in tests."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
 
 
 @pytest.fixture(autouse=True)

@@ -204,7 +204,18 @@ def test_run_and_sim_as_two_processes_against_mosquitto(
     )
     processes.append(
         subprocess.Popen(
-            [*SWAPCTL, "sim", "--broker", url, "--config", str(cfg), "--arrivals", "2"],
+            [
+                *SWAPCTL,
+                "sim",
+                "--broker",
+                url,
+                "--config",
+                str(cfg),
+                "--arrivals",
+                "2",
+                "--state",
+                str(tmp_path / "world.json"),
+            ],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -357,3 +368,24 @@ def test_human_tables_in_a_pipe_are_plain_whole_and_verbatim(
     assert phase_rows and phase_rows[0].count("1234.5") == len(SWAP_PHASES)
     assert "e-stop [bay] :fail: pressed" in text and "NO" in text and "aborted" in text
     assert "controller OFFLINE" in text
+
+
+def test_sim_refuses_another_station_s_world_file_naming_it(tmp_path: Path) -> None:
+    """The world file belongs to one station; a wrong one is refused before anything starts."""
+    from controller.clock import Clock
+    from controller.config import load_config
+    from simulator import persist
+    from simulator.traffic import Traffic
+    from simulator.world import World
+
+    other = load_config(station_file(tmp_path, "someone-else"))
+    world_file = tmp_path / "world.json"
+    world = World(other, Clock(1.0))
+    persist.save(world, Traffic(other, Clock(1.0), world), world_file)
+    (tmp_path / "mine").mkdir()
+    mine = station_file(tmp_path / "mine", "cli-world")
+    proc = swapctl(
+        "sim", "--config", str(mine), "--broker", "mqtt://127.0.0.1:1", "--state", str(world_file)
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert str(world_file) in proc.stderr and "someone-else" in proc.stderr

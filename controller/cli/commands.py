@@ -94,14 +94,12 @@ async def sim(
     rate: float | None,
     inject: list[str],
     scenario: Path | None,
+    state: Path,
+    fresh: bool,
 ) -> int:
     from simulator.app import Simulator
 
-    simulator = Simulator(
-        cfg,
-        url=url,
-        clock=Clock(cfg.time_scale),
-    )
+    simulator = Simulator(cfg, url=url, clock=Clock(cfg.time_scale), state_file=state, fresh=fresh)
     for spec in inject:
         simulator.inject(spec)
     if scenario is not None:
@@ -112,7 +110,11 @@ async def sim(
             await simulator.arrive(arrivals)
         if rate:
             simulator.start_traffic(rate)
-        print(f"simulated drivers of {cfg.station_id} on {url}; Ctrl-C stops", file=sys.stderr)
+        print(
+            f"simulated drivers of {cfg.station_id} on {url}; world kept in {state}"
+            f"{' (fresh)' if fresh else ''}; Ctrl-C stops",
+            file=sys.stderr,
+        )
         await asyncio.Event().wait()
     finally:
         await simulator.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -120,12 +121,26 @@ def sim(
     time_scale: TimeScale = None,
     inject: Injections = None,
     scenario: Scenario = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="file the simulated world is kept in across restarts"
+            " (default: $XDG_STATE_HOME/swapstation/sim-<station>.json)",
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="start from the station file's packs, not the saved world"),
+    ] = False,
     config: ConfigFile = None,
     broker: BrokerUrl = None,
     verbose: Verbosity = 0,
 ) -> int:
-    """The simulated drivers and truck traffic, until Ctrl-C. Exit codes: 0 stopped; 2 bad
-    config or no broker."""
+    """The simulated drivers and truck traffic, until Ctrl-C. The simulated world (packs,
+    trucks, arm, door) survives a restart, as hardware does: it is kept in --state and restored
+    from it unless --fresh. Exit codes: 0 stopped; 2 bad config, unreadable world file or no
+    broker."""
     if arrivals is not None and rate is not None:
         raise typer.BadParameter("not allowed with --arrivals", param_hint="'--rate'")
     log_to_stderr(verbose)
@@ -138,8 +153,15 @@ def sim(
             rate=rate,
             inject=inject or [],
             scenario=scenario,
+            state=state or default_sim_state(cfg.station_id),
+            fresh=fresh,
         )
     )
+
+
+def default_sim_state(station_id: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "swapstation" / f"sim-{station_id}.json"
 
 
 @app.command(short_help="the station's status")
