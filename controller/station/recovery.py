@@ -19,15 +19,6 @@ from controller.devices import Devices
 from controller.inventory import UNKNOWN, PackLedger
 from controller.station.alarms import AlarmBook
 
-RECOVERY_HINT = (
-    "Inspect the station. Clear, enter maintenance, finish by hand with 'manual' moves and "
-    "'set_location' for packs whose place is unknown, then leave maintenance and reset."
-)
-MISMATCH_HINT = (
-    "Inspect the packs named; in maintenance, use set_location to record what you find. The "
-    "station will not start while they disagree."
-)
-
 
 @dataclass(frozen=True)
 class ComeUpHalted:
@@ -104,7 +95,7 @@ class JournalRecovery:
         text = f"{reason}. Packs: {where}."
         if unknown:
             text += f" Location unknown: {', '.join(unknown)}."
-        self._alarms.raise_("recovery_needed", Severity.critical, text, RECOVERY_HINT)
+        self._alarms.raise_("recovery_needed", text)
 
     def seed_and_reconcile(self) -> None:
         """Once rack, arm and vehicle have reported: learn the packs, and reconcile the journal
@@ -135,9 +126,7 @@ class JournalRecovery:
         if mismatches:
             self._alarms.raise_(
                 "inventory_mismatch",
-                Severity.error,
                 "the journal and the drivers disagree: " + "; ".join(mismatches),
-                MISMATCH_HINT,
             )
         self._inventory_changed()
 

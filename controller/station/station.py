@@ -32,7 +32,6 @@ from controller.contract import (
     ModeChanged,
     Phase,
     PhaseChanged,
-    Severity,
     Status,
     SwapFinished,
     SwapRecord,
@@ -40,6 +39,7 @@ from controller.contract import (
     VehicleArrived,
 )
 from controller.devices import Devices
+from controller.error_table import alarm_for
 from controller.errors import SwapstationError
 from controller.inventory import PackLedger
 from controller.station.alarms import AlarmBook
@@ -492,30 +492,21 @@ class Station:
         await self.phases.end_swap()
         unknown = sorted(p for p, loc in self.ledger.locations.items() if loc == "unknown")
         if unknown:
-            self.alarms.raise_(
-                "pack_location_unknown",
-                Severity.critical,
-                f"location unknown for pack(s) {', '.join(unknown)}",
-                "Inspect the bay, the arm and the rack; in maintenance, record what you find "
-                "with set_location before resetting.",
-            )
+            text = f"location unknown for pack(s) {', '.join(unknown)}"
+            self.alarms.raise_("pack_location_unknown", text)
         if self.mode is Mode.aborting:
             await self.modes.fire("finish_abort")
 
     def _raise_halt_alarm(self, target: Mode, reason: str, error: BaseException | None) -> None:
-        code = (getattr(error, "code", None) or type(error).__name__) if error else target.value
+        """Every halt raises one alarm with a code from the error table (never a class name):
+        ``estopped``, ``aborted`` (an operator's abort), or the error's own alarm, whose hint
+        names the device and action involved."""
         if target is Mode.estopped:
-            hint = (
-                "Release the e-stop and check the station, then send: ack (this alarm), clear, "
-                "reset. An alarm acknowledged only after the reset stays listed."
-            )
-            self.alarms.raise_(str(code), Severity.critical, reason, hint)
-            return
-        hint = (
-            "Check the devices named, then send: ack (this alarm), clear, reset. Packs are "
-            "where the inventory says; move them by hand in maintenance if a swap was cut short."
-        )
-        self.alarms.raise_(str(code), Severity.error, reason, hint)
+            self.alarms.raise_("estopped", reason)
+        elif error is None:
+            self.alarms.raise_("aborted", reason)
+        else:
+            self.alarms.raise_(*alarm_for(error, reason))
 
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None
