@@ -435,6 +435,25 @@ async def test_an_ack_is_attributed_to_the_broker_user_that_sent_it(
         assert (second.id, None) in acks
 
 
+async def test_a_long_running_station_keeps_a_bounded_memory(
+    embedded_broker: object, station_id: str
+) -> None:
+    """The commands sent and the swap records a station keeps in memory are bounded (the
+    journal keeps every swap); the counts stay whole."""
+    from controller.station.station import RECORDS_KEPT, SENT_KEPT
+
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        station = st.controller.station
+        before = station.sent_total
+        for _ in range(SENT_KEPT + 10):
+            station.record_sent("door", "open", {})
+        assert len(station.sent) == SENT_KEPT
+        assert station.sent_total == before + SENT_KEPT + 10
+        assert station.records.maxlen == RECORDS_KEPT
+
+
 #: The station clock of the test below starts here, far from the wall clock, so a stamp taken
 #: from the wall (or any other clock) cannot pass for the station's, however loaded the machine.
 STATION_EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
