@@ -154,7 +154,7 @@ async def bench_swap(scales: list[float]) -> dict[str, Any]:
                     "result": record.result,
                     "station_s": record.duration_s,
                     "real_s": round(time.perf_counter() - t0, 3),
-                    "commands": len(st.controller.station.sent),
+                    "commands": st.controller.station.sent_total,
                 }
     finally:
         mosq.cleanup()

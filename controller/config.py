@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from controller.contract import DRIVER_ACTIONS, SWAP_PHASES
 from controller.contract.common import Id
+from controller.error_table import NEVER_RETRIED
 from controller.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "station.yaml"
@@ -36,11 +37,6 @@ class BrokerConfig(Strict):
     keepalive_s: int = Field(default=15, ge=2, le=3600)
     reconnect_min_s: float = Field(default=0.1, gt=0)
     reconnect_max_s: float = Field(default=5.0, gt=0)
-
-
-#: Actions that move a pack. Retrying one automatically is never safe: after a failure nobody
-#: knows whether the pack is half lifted, so they are left to an operator.
-NEVER_RETRIED = frozenset({"arm.lift", "arm.lower"})
 
 
 class StepPolicy(Strict):

@@ -24,6 +24,7 @@ import pytest
 
 from controller.cli.demo import compare_with_world
 from controller.contract import SWAP_PHASES, Mode, Phase
+from controller.error_table import ALARMS
 from tests.harness import StationUnderTest, running_station, station_config
 from tests.waits import until
 
@@ -162,6 +163,9 @@ async def test_fault_at_phase_ends_safe(
         # 1. safe end
         final = station.mode
         assert final in (Mode.execute, Mode.aborted, Mode.estopped, Mode.held), final
+        # every alarm has a code of the error table (so its severity and hint), never a class name
+        codes = {a.code for a in station.alarms.alarms.values()}
+        assert codes <= set(ALARMS), codes
         # 2. no motion after the fault was detected (until an operator resumed)
         if watch.detected_at is not None:
             resumed = watch.resumed_at if watch.resumed_at is not None else float("inf")

@@ -23,6 +23,7 @@ from controller.contract import (
     Topics,
     decode,
 )
+from controller.error_table import ALARMS
 from tests.harness import far_deadlines, running_station, station_config
 from tests.waits import until
 
@@ -96,13 +97,41 @@ async def test_every_phase_deadline_aborts_safely(
         assert f"phase {phase!r} exceeded" in (record.reason or "")
         await st.wait_mode(Mode.aborted)
         alarms = await st.wait_events(AlarmRaised)
-        assert alarms[-1].alarm.code == "PhaseDeadlineExceeded"
-        assert phase in alarms[-1].alarm.text
+        # a code from the error table (it used to be the class name PhaseDeadlineExceeded)
+        assert alarms[-1].alarm.code == "phase_deadline"
+        assert phase in alarms[-1].alarm.text and phase in alarms[-1].alarm.hint
         # aborted is latched: start is refused, clear then reset leave it
         assert not (await st.command("start")).ok
         assert (await st.command("clear")).ok
         assert (await st.command("reset")).ok
         assert st.controller.station.mode is Mode.idle
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "named"),
+    [
+        ("bay.unlock:hang", "phase_deadline", "waiting for bay.unlock"),
+        ("arm.lift:fail", "injected_fault", "arm.lift"),
+    ],
+)
+async def test_the_halt_alarm_names_the_step_and_says_what_to_do(
+    embedded_broker: object, station_id: str, fault: str, code: str, named: str
+) -> None:
+    """A halt raises the error table's alarm for its error, naming the step involved in the
+    text and in the hint: a hung unlock runs out the phase's time waiting for ``bay.unlock``;
+    a failed lift (never retried: it moves a pack) is the driver's own code."""
+    cfg = station_config(station_id, **far_deadlines({"unlock": 20.0}))
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg) as st:
+        st.sim.inject(fault)
+        await st.sim.arrive(1)
+        record = await st.next_swap()
+        assert record.result == "aborted" and named in (record.reason or ""), record.reason
+        await st.wait_mode(Mode.aborted)
+        [alarm] = [e.alarm for e in await st.wait_events(AlarmRaised) if e.alarm.code == code]
+        assert named in alarm.text and named in alarm.hint, alarm
+        assert alarm.severity is ALARMS[code].severity
+        assert "ack (this alarm)" in alarm.hint and alarm.hint.endswith("then reset.")
 
 
 async def test_invalid_commands_are_refused_with_reason_and_change_nothing(
@@ -404,6 +433,25 @@ async def test_an_ack_is_attributed_to_the_broker_user_that_sent_it(
         acks = {(r.info.id, r.acknowledged_by) for r in history if r.acknowledged_at}
         assert (alarm.id, "li-wei") in acks
         assert (second.id, None) in acks
+
+
+async def test_a_long_running_station_keeps_a_bounded_memory(
+    embedded_broker: object, station_id: str
+) -> None:
+    """The commands sent and the swap records a station keeps in memory are bounded (the
+    journal keeps every swap); the counts stay whole."""
+    from controller.station.station import RECORDS_KEPT, SENT_KEPT
+
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        station = st.controller.station
+        before = station.sent_total
+        for _ in range(SENT_KEPT + 10):
+            station.record_sent("door", "open", {})
+        assert len(station.sent) == SENT_KEPT
+        assert station.sent_total == before + SENT_KEPT + 10
+        assert station.records.maxlen == RECORDS_KEPT
 
 
 #: The station clock of the test below starts here, far from the wall clock, so a stamp taken

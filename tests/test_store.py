@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from controller.contract import AlarmInfo, PackInfo, Severity, SwapRecord
+from controller.error_table import kind_of
 from controller.store import (
     SCHEMA_VERSION,
     InvalidLocation,
@@ -151,7 +152,7 @@ def test_locked_database_raises_retryable_store_busy(tmp_path: Path) -> None:
         try:
             with pytest.raises(StoreBusy) as info:
                 s.seed_packs({"P1": "slot:1"}, at(0))
-            assert info.value.retryable
+            assert kind_of(info.value).retryable  # the error table's word
         finally:
             other.execute("ROLLBACK")
             other.close()

@@ -93,9 +93,15 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
         pack_in=full, queued_s=12.0, manoeuvre_s=23.1,
         started_at=datetime(2025, 5, 12, 8, 26, 10, tzinfo=UTC),
         ended_at=datetime(2025, 5, 12, 8, 28, 19, tzinfo=UTC))
+    # What the controller raises for PhaseDeadlineExceeded("stow", 50, ("arm.move",)) (the
+    # error table's hint; tests/test_error_table.py keeps the two equal).
     alarm = AlarmInfo(id="A00007", code="phase_deadline", severity=Severity.error, raised_at=ts,
-                      text="phase 'stow' exceeded its 50 s deadline",
-                      hint="check the arm and the rack, then ack, clear and reset")
+                      text="phase 'stow' exceeded its 50 s deadline waiting for arm.move",
+                      hint="Phase stow ran past its deadline waiting for arm.move; the devices "
+                      "the swap used were told to stop: find what held it up. Then send ack "
+                      "(this alarm) and clear; if the swap was cut short, enter maintenance, "
+                      "finish it by hand (manual moves; set_location for a pack whose place is "
+                      "unknown) and leave_maintenance; then reset.")
     in_bay = VehicleInBay(plate=vehicle, stopped=True, queued_s=41.0, manoeuvre_s=24.6,
                           position_error_mm=12.0)
     arm_cmd, vehicle_cmd, lift_cmd = "arm-17-5081.204", "vehicle-9-5021.882", "arm-18-5112.730"

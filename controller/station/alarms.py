@@ -1,4 +1,8 @@
-"""Alarms: what went wrong, how bad, what to do. Raised, acknowledged, cleared."""
+"""Alarms: what went wrong, how bad, what to do. Raised, acknowledged, cleared.
+
+An alarm's severity and hint come from its code's row in :data:`controller.error_table.ALARMS`,
+never from whoever raises it, so the same code always means the same thing to an operator.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import itertools
 from collections.abc import Callable
 
 from controller.clock import Clock
-from controller.contract import AlarmInfo, Severity
+from controller.contract import AlarmInfo
+from controller.error_table import ALARMS, hint
 
 
 class AlarmBook:
@@ -18,13 +23,15 @@ class AlarmBook:
         self._seq = itertools.count(1)
         self.alarms: dict[str, AlarmInfo] = {}
 
-    def raise_(self, code: str, severity: Severity, text: str, hint: str = "") -> AlarmInfo:
+    def raise_(self, code: str, text: str, fields: dict[str, str] | None = None) -> AlarmInfo:
+        """Raise alarm ``code`` (a key of ``ALARMS``) saying ``text``; ``fields`` fill in the
+        hint's names (device, action...)."""
         alarm = AlarmInfo(
             id=f"A{next(self._seq):05d}",
             code=code,
-            severity=severity,
+            severity=ALARMS[code].severity,
             text=text[:1000],
-            hint=hint[:1000],
+            hint=hint(code, fields)[:1000],
             raised_at=self._clock.now(),
         )
         self.alarms[alarm.id] = alarm

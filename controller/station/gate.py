@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from controller.aio import Changes
@@ -20,10 +20,10 @@ from controller.clock import Clock
 from controller.config import StepPolicy
 from controller.contract import MOTION_ACTIONS, Mode
 from controller.devices import Devices
+from controller.error_table import may_retry
 from controller.errors import (
     DeviceError,
     DeviceFailed,
-    DeviceOffline,
     DeviceTimeout,
     InterlockOpen,
     SwapstationError,
@@ -38,6 +38,15 @@ STATE_SETTLE_S = 1.0
 
 class Halted(Exception):
     """The station left execute while a swap waited at the gate."""
+
+
+class DeadlineExpired(TimeoutError):
+    """A :meth:`MotionGate.deadline` ran out. ``awaiting`` names the steps (``device.action``)
+    it cut short, so whoever reports the deadline can say what it was waiting for."""
+
+    def __init__(self, awaiting: tuple[str, ...]) -> None:
+        self.awaiting = awaiting
+        super().__init__(", ".join(awaiting) or "between steps")
 
 
 class MotionGate:
@@ -63,6 +72,8 @@ class MotionGate:
         self._paused_at: float | None = None
         #: Deadlines now running, with their remaining real seconds while paused.
         self._running: dict[asyncio.Timeout, float | None] = {}
+        #: Per running deadline, the steps cancelled under it (named if it is the one expiring).
+        self._cut_short: dict[asyncio.Timeout, list[str]] = {}
 
     def mode_changed(self) -> None:
         """The station calls this on every mode change.
@@ -96,15 +107,25 @@ class MotionGate:
 
     @contextlib.asynccontextmanager
     async def deadline(self, station_seconds: float | None) -> AsyncIterator[asyncio.Timeout]:
-        """A deadline in station seconds that stands still while the station is held."""
-        async with self._clock.deadline(station_seconds) as timeout:
-            self._running[timeout] = None
-            if self._paused_at is not None:
-                self._pause(timeout)
-            try:
-                yield timeout
-            finally:
-                del self._running[timeout]
+        """A deadline in station seconds that stands still while the station is held.
+
+        Raises :class:`DeadlineExpired` (a ``TimeoutError``) naming the steps it cut short.
+        """
+        try:
+            async with self._clock.deadline(station_seconds) as timeout:
+                self._running[timeout] = None
+                self._cut_short[timeout] = []
+                if self._paused_at is not None:
+                    self._pause(timeout)
+                try:
+                    yield timeout
+                finally:
+                    del self._running[timeout]
+                    cut = self._cut_short.pop(timeout)
+        except TimeoutError:
+            if timeout.expired():
+                raise DeadlineExpired(tuple(dict.fromkeys(cut))) from None
+            raise
 
     async def wait_for_execute(self) -> None:
         """Return once the station is in execute; raise :class:`Halted` if it never will be."""
@@ -123,12 +144,9 @@ class MotionGate:
         policy = self._steps.get(f"{device}.{action}")
         attempts = 1 + (policy.retries if policy else 0)
         for attempt in range(1, attempts + 1):
-            await self._pass(device, action, args)
             try:
-                async with self.deadline(policy.deadline_s if policy else None):
-                    data = await self._devices[device].command(action, **args)
-                await self._sensors_confirm(device, action, args)
-                return data
+                with self._named_if_cut_short(f"{device}.{action}"):
+                    return await self._attempt(device, action, args, policy)
             except TimeoutError:
                 deadline = policy.deadline_s if policy else 0.0
                 error: DeviceError = DeviceTimeout(
@@ -136,7 +154,7 @@ class MotionGate:
                 )
             except DeviceError as exc:
                 error = exc
-            if attempt == attempts or not retry_may_cure(error):
+            if attempt == attempts or not may_retry(device, action, error):
                 raise error
             self.retries.append((device, action, error.code))
             log.warning(
@@ -144,6 +162,28 @@ class MotionGate:
             )
             await self._make_safe(device)
         raise AssertionError("unreachable")
+
+    async def _attempt(
+        self, device: str, action: str, args: dict[str, Any], policy: StepPolicy | None
+    ) -> dict[str, Any]:
+        """One attempt: through the interlocks, the command under the step's own deadline,
+        and the driver's state confirming it."""
+        await self._pass(device, action, args)
+        async with self.deadline(policy.deadline_s if policy else None):
+            data = await self._devices[device].command(action, **args)
+        await self._sensors_confirm(device, action, args)
+        return data
+
+    @contextlib.contextmanager
+    def _named_if_cut_short(self, step: str) -> Iterator[None]:
+        """A step cancelled from outside (a phase deadline, a halt, a failed sibling step) is
+        one an expiring deadline was waiting for: it names it (see :class:`DeadlineExpired`)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            for steps in self._cut_short.values():
+                steps.append(step)
+            raise
 
     async def _sensors_confirm(self, device: str, action: str, args: dict[str, Any]) -> None:
         """Believe a ``done`` only when the driver's own state shows it (see postconditions)."""
@@ -178,27 +218,3 @@ class MotionGate:
             await self._devices[device].command("stop")
         except SwapstationError as exc:
             log.warning("%s did not confirm stop before a retry: %s", device, exc)
-
-
-#: Failure codes no retry can cure: the safety chain, physics, or a malformed request.
-NOT_CURABLE = frozenset(
-    {
-        "estop",
-        "light_curtain",
-        "stopped",
-        "impossible",
-        "pack_dropped",
-        "unknown_action",
-        "bad_args",
-        "bad_request",
-        "offline",
-        "sensor_mismatch",
-    }
-)
-
-
-def retry_may_cure(error: DeviceError) -> bool:
-    """The one place that decides whether a failed step is worth another attempt."""
-    if isinstance(error, DeviceOffline):
-        return False  # the station holds for the operator instead
-    return error.code not in NOT_CURABLE

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.contract import Severity
 from controller.devices import Devices
 from controller.errors import InterlockOpen
 from controller.inventory import GRIPPER, UNKNOWN, PackLedger, vehicle_location
@@ -150,8 +149,5 @@ class HandMoves:
         if seen != UNKNOWN:
             return
         self._alarms.raise_(
-            "pack_location_unknown",
-            Severity.critical,
-            f"location unknown for pack {pack_id} after {reason}",
-            "Inspect the arm and the place it worked at; record what you find with set_location.",
+            "pack_location_unknown", f"location unknown for pack {pack_id} after {reason}"
         )

@@ -19,20 +19,6 @@ from controller.devices import Devices
 from controller.inventory import UNKNOWN, PackLedger
 from controller.station.alarms import AlarmBook
 
-RECOVERY_HINT = (
-    "Inspect the station. Clear, enter maintenance, finish by hand with 'manual' moves and "
-    "'set_location' for packs whose place is unknown, then leave maintenance and reset."
-)
-JOURNAL_HINT = (
-    "Do not run swaps on this journal. Stop the controller, copy the database file aside, check "
-    "the disk (dmesg, SMART), then restore the journal from a backup, or start with a fresh one "
-    "(packs are then placed from the sensors) and record what you find with set_location."
-)
-MISMATCH_HINT = (
-    "Inspect the packs named; in maintenance, use set_location to record what you find. The "
-    "station will not start while they disagree."
-)
-
 
 @dataclass(frozen=True)
 class ComeUpHalted:
@@ -69,6 +55,8 @@ class JournalRecovery:
         self._alarms = alarms
         self._clock = clock
         self._inventory_changed = inventory_changed
+        #: The journal failed its start-up check: nothing clears that but another journal.
+        self._damaged = False
 
     def recover(self) -> ComeUpHalted | None:
         """Load the ledger and the alarms from the journal after a (re)start, and check the
@@ -87,7 +75,8 @@ class JournalRecovery:
         damage = store.check_integrity()
         if damage:
             text = "the journal failed its start-up check: " + "; ".join(damage[:5])
-            self._alarms.raise_("journal_damaged", Severity.critical, text[:2000], JOURNAL_HINT)
+            self._damaged = True
+            self._alarms.raise_("journal_damaged", text[:2000])
             return ComeUpHalted(f"journal damaged ({len(damage)} problem(s))", False)
         in_flight = store.swap_in_flight()
         open_moves = store.open_moves()
@@ -114,7 +103,7 @@ class JournalRecovery:
         text = f"{reason}. Packs: {where}."
         if unknown:
             text += f" Location unknown: {', '.join(unknown)}."
-        self._alarms.raise_("recovery_needed", Severity.critical, text, RECOVERY_HINT)
+        self._alarms.raise_("recovery_needed", text)
 
     def seed_and_reconcile(self) -> None:
         """Once rack, arm and vehicle have reported: learn the packs, and reconcile the journal
@@ -145,9 +134,7 @@ class JournalRecovery:
         if mismatches:
             self._alarms.raise_(
                 "inventory_mismatch",
-                Severity.error,
                 "the journal and the drivers disagree: " + "; ".join(mismatches),
-                MISMATCH_HINT,
             )
         self._inventory_changed()
 
@@ -167,7 +154,7 @@ class JournalRecovery:
 
     def standing_alarms(self) -> frozenset[str]:
         """Alarm codes whose condition still holds: a reset must not retire them."""
-        codes = set()
+        codes = {"journal_damaged"} if self._damaged else set()
         if any(loc == UNKNOWN for loc in self._ledger.locations.values()):
             codes.add("pack_location_unknown")
         d = self._devices

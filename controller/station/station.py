@@ -1,11 +1,14 @@
-"""The station: modes, the execute loop that swaps trucks, halting, and what it publishes.
+"""The station: modes, the execute loop that swaps trucks, reacting to the drivers, halting.
 
 Mode changes go through :class:`ModeMachine`; the swaps run in one task owned by the station
 (``_execute``), which the station cancels to halt. Whatever ends a swap early (a driver failure,
 a deadline, an interlock, an abort or an e-stop) ends the same way: the swap task is stopped,
-every device the swap touched is told to ``stop`` (make itself safe; not a motion), an alarm is
-raised, the swap is recorded, and the station sits in aborted or estopped until an operator
-clears and resets it. Nothing restarts on its own.
+every device the swap touched is told to ``stop`` (make itself safe; not a motion), an alarm
+from the error table is raised, the swap is recorded, and the station sits in aborted or
+estopped until an operator clears and resets it. Nothing restarts on its own.
+
+What it publishes is built by :class:`StationFeed`; the trucks in the bay are tracked by
+:class:`TrucksInBay`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,36 +28,34 @@ from controller.clock import Clock
 from controller.config import StationConfig
 from controller.contract import (
     AlarmInfo,
-    AlarmRaised,
-    Alarms,
     ErrorEvent,
-    History,
     Mode,
-    ModeChanged,
     Phase,
-    PhaseChanged,
-    Severity,
     Status,
-    SwapFinished,
     SwapRecord,
     Topics,
-    VehicleArrived,
+    VehicleInBay,
 )
 from controller.devices import Devices
+from controller.error_table import alarm_for
 from controller.errors import SwapstationError
 from controller.inventory import PackLedger
 from controller.station.alarms import AlarmBook
+from controller.station.feed import StationFeed
 from controller.station.gate import Halted, MotionGate
 from controller.station.machine import ModeMachine, PhaseMachine
 from controller.station.maintenance import HandMoves
 from controller.station.outbox import Outbox
 from controller.station.recovery import JournalRecovery
 from controller.station.swap import SwapRun, SwapSequencer
+from controller.station.trucks import TrucksInBay
 
 log = logging.getLogger(__name__)
 
-#: How many recent swaps the retained history topic carries.
-HISTORY_LENGTH = 20
+#: How many recent swap records and sent commands the station keeps in memory (the journal
+#: keeps every swap; these are for the status, tests and audits of a running controller).
+RECORDS_KEPT = 100
+SENT_KEPT = 2000
 
 
 def first_error(exc: BaseException) -> BaseException:
@@ -83,14 +85,24 @@ class Station:
         self.clock = clock
         self.devices = devices
         self.ledger = ledger
-        self._outbox = outbox
+        self.store = ledger.journal
         self.modes = ModeMachine(self._on_mode_change)
         self.phases = PhaseMachine(self._on_phase_change)
         self.gate = MotionGate(
             devices=devices, clock=clock, mode=lambda: self.modes.mode, steps=config.swap.steps
         )
         self.alarms = AlarmBook(clock, self._on_alarm)
-        self.store = ledger.journal
+        self.feed = StationFeed(
+            outbox,
+            self.topics,
+            clock,
+            status=self.status,
+            alarms=self.alarms.active,
+            history=self.store.swaps,
+            inventory=lambda: ledger.snapshot(
+                config.station_id, self.run.vehicle_id if self.run else None
+            ),
+        )
         self._sequencer = SwapSequencer(
             config=config,
             clock=clock,
@@ -115,45 +127,38 @@ class Station:
             inventory_changed=self.inventory_changed,
         )
         self.run: SwapRun | None = None
-        self.records: list[SwapRecord] = []
+        #: The latest swaps' records (all of them are in the journal).
+        self.records: deque[SwapRecord] = deque(maxlen=RECORDS_KEPT)
+        self.swaps_completed = 0
         self.reason: str | None = None
         # Numbered on from the journal: a restarted controller must not reuse a swap id.
         self._swap_seq = itertools.count(self.store.swaps_begun() + 1)
-        #: Trucks swapped (or being swapped) and still in the bay: plate -> vehicle id.
-        self._served: dict[str, str | None] = {}
+        self.trucks = TrucksInBay(
+            devices=devices, ledger=ledger, inventory_changed=self.inventory_changed
+        )
         self._execute_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._halting: asyncio.Task[None] | None = None
         self._halts_running = 0
         self._awaiting_pack: str | None = None
-        self._last_phase_end: float | None = None
-        #: Every command the station sent, as (station time, device, action): for tests/audit.
-        self.sent: list[tuple[float, str, str]] = []
-        self.swap_listeners: list[Callable[[SwapRecord], None]] = []
+        #: The latest commands sent, as (station time, device, action), and how many in all:
+        #: for tests and audits.
+        self.sent: deque[tuple[float, str, str]] = deque(maxlen=SENT_KEPT)
+        self.sent_total = 0
         #: Called with (new, previous) on every mode change, synchronously.
         self.mode_listeners: list[Callable[[Mode, Mode], None]] = []
         #: Called with each new phase, synchronously, before its first command goes out.
         self.phase_listeners: list[Callable[[Phase], None]] = []
-        outbox.register_snapshot(self.topics.status, self.status)
-        outbox.register_snapshot(
-            self.topics.alarms,
-            lambda: Alarms(ts=clock.now(), station=config.station_id, alarms=self.alarms.active()),
-        )
-        outbox.register_snapshot(
-            self.topics.history,
-            lambda: History(
-                ts=clock.now(),
-                station=config.station_id,
-                swaps=list(reversed(self.store.swaps(HISTORY_LENGTH))),
-            ),
-        )
-        outbox.register_snapshot(
-            self.topics.inventory,
-            lambda: ledger.snapshot(config.station_id, self.run.vehicle_id if self.run else None),
-        )
+        #: What a report from each driver may change, besides its liveness.
+        self._reactions: dict[str, Callable[[], None]] = {
+            "safety": self._on_safety,
+            "vehicle": self._on_vehicle,
+            "rack": self._on_rack,
+            "bay": self._on_bay,
+        }
         devices.add_listener(self._on_device_change)
 
-    # ---- what the station publishes --------------------------------------------------------
+    # ---- what the station publishes (built by the feed) ------------------------------------
     @property
     def mode(self) -> Mode:
         return self.modes.mode
@@ -181,7 +186,7 @@ class Station:
             ),
             queue_length=bay.queue_length if bay else 0,
             active_alarms=len(self.alarms.active()),
-            swaps_completed=sum(1 for r in self.records if r.result == "completed"),
+            swaps_completed=self.swaps_completed,
             time_scale=self.clock.time_scale,
             reason=self.reason,
         )
@@ -191,114 +196,69 @@ class Station:
         self.gate.mode_changed()
         for listener in self.mode_listeners:
             listener(new, previous)
-        self._outbox.event(
-            self.topics.events,
-            ModeChanged(
-                ts=self.clock.now(),
-                station=self.config.station_id,
-                mode=new,
-                previous=previous,
-                reason=self.reason,
-            ),
-        )
-        self._outbox.dirty(self.topics.status)
+        self.feed.mode_changed(new, previous, self.reason)
 
     def _on_phase_change(self, new: Phase, previous: Phase) -> None:
         for listener in self.phase_listeners:
             listener(new)
-        now = self.clock.monotonic()
-        run = self.run
-        took = None
-        if previous is not Phase.waiting and self._last_phase_end is not None:
-            took = round(now - self._last_phase_end, 3)
-        self._last_phase_end = now
-        self._outbox.event(
-            self.topics.events,
-            PhaseChanged(
-                ts=self.clock.now(),
-                station=self.config.station_id,
-                swap_id=run.swap_id if run else None,
-                phase=new,
-                previous=previous,
-                elapsed_s=round(now - run.started, 3) if run else None,
-                previous_phase_s=took,
-            ),
-        )
-        self._outbox.dirty(self.topics.status)
+        self.feed.phase_changed(new, previous, self.run)
 
     def _on_alarm(self, alarm: AlarmInfo) -> None:
         self.store.raise_alarm(alarm)
-        self._outbox.dirty(self.topics.alarms)
-        self._outbox.event(
-            self.topics.events,
-            AlarmRaised(ts=self.clock.now(), station=self.config.station_id, alarm=alarm),
-        )
-        self._outbox.dirty(self.topics.status)
+        self.feed.alarm_raised(alarm)
 
     def alarms_changed(self) -> None:
-        self._outbox.dirty(self.topics.alarms)
-        self._outbox.dirty(self.topics.status)
+        self.feed.alarms_changed()
 
     def inventory_changed(self) -> None:
-        self._outbox.dirty(self.topics.inventory)
+        self.feed.inventory_changed()
 
     def record_sent(self, device: str, action: str, args: dict[str, Any]) -> None:
         self.sent.append((self.clock.monotonic(), device, action))
+        self.sent_total += 1
 
     # ---- reacting to the drivers -----------------------------------------------------------
     def _on_device_change(self, device: str) -> None:
-        if device == "safety":
-            safety = self.devices.safety
-            if safety is not None and safety.estop_pressed and self.mode is not Mode.estopped:
-                self.spawn_halt(Mode.estopped, "e-stop pressed on the safety relay")
-            elif safety is not None and safety.light_curtain_broken and self.mode is Mode.execute:
-                self.reason = "light curtain broken"
-                self._spawn(self.modes.fire("hold"))
-        elif device in ("rack", "arm", "vehicle") and not self.ledger.seeded:
+        if device in ("rack", "arm", "vehicle") and not self.ledger.seeded:
             self.recovery.seed_and_reconcile()
-        if device == "vehicle" and self.ledger.seeded:
-            self._learn_truck_pack()
-        if device == "rack" and self.ledger.seeded:
-            rack = self.devices.rack
-            if rack is not None:
-                self.ledger.refresh_rack(rack)
-                self.inventory_changed()
-                wanted = self._awaiting_pack
-                if (
-                    wanted
-                    and self.mode is Mode.suspended
-                    and self.ledger.choose_charged(wanted) is not None
-                ):
-                    self.reason = None
-                    self._spawn(self.modes.fire("resume"))
-        elif device == "bay":
-            self._outbox.dirty(self.topics.status)
-            self._check_departures()
+        react = self._reactions.get(device)
+        if react is not None:
+            react()
         if self.devices[device].online is False and self.mode is Mode.execute:
             self._pause(f"{device} driver offline")
 
-    def _check_departures(self) -> None:
-        """A swapped truck no longer in the bay has left with its pack. Checked on every bay
-        report and when a swap ends (a truck may leave before its swap's last result arrives,
-        e.g. when that result was lost with the broker)."""
-        bay = self.devices.bay
-        plate = bay.vehicle.plate if bay and bay.vehicle else None
-        for served, vehicle_id in list(self._served.items()):
-            if served != plate and (self.run is None or self.run.plate != served):
-                del self._served[served]
-                if vehicle_id:
-                    self.ledger.depart(vehicle_id)
-                self.inventory_changed()
-
-    def _learn_truck_pack(self) -> None:
-        """A truck's pack enters the ledger as soon as its vehicle link reports it (even if the
-        swap is halted before ``identify`` answers), so no pack in the station goes untracked."""
-        vehicle = self.devices.vehicle
-        if vehicle is None or vehicle.pack is None or not vehicle.vehicle_id:
+    def _on_safety(self) -> None:
+        """An e-stop halts at once, from any mode; a broken light curtain holds a swap."""
+        safety = self.devices.safety
+        if safety is None:
             return
-        if vehicle.pack.id not in self.ledger.locations:
-            self.ledger.arrive(vehicle.pack, vehicle.vehicle_id)
-            self.inventory_changed()
+        if safety.estop_pressed and self.mode is not Mode.estopped:
+            self.spawn_halt(Mode.estopped, "e-stop pressed on the safety relay")
+        elif safety.light_curtain_broken and self.mode is Mode.execute:
+            self.reason = "light curtain broken"
+            self._spawn(self.modes.fire("hold"))
+
+    def _on_vehicle(self) -> None:
+        if self.ledger.seeded:
+            self.trucks.learn_pack()
+
+    def _on_rack(self) -> None:
+        """The rack's packs feed the ledger; a swap suspended for a charged pack resumes once
+        one is ready (the only resume that is not an operator's: nothing was halted)."""
+        rack = self.devices.rack
+        if not self.ledger.seeded or rack is None:
+            return
+        self.ledger.refresh_rack(rack)
+        self.inventory_changed()
+        wanted = self._awaiting_pack
+        ready = wanted is not None and self.ledger.choose_charged(wanted) is not None
+        if ready and self.mode is Mode.suspended:
+            self.reason = None
+            self._spawn(self.modes.fire("resume"))
+
+    def _on_bay(self) -> None:
+        self.feed.status_changed()
+        self.trucks.check_departures(self.run.plate if self.run else None)
 
     def broker_lost(self) -> None:
         """The bus lost the broker: stop issuing commands until an operator resumes."""
@@ -336,7 +296,7 @@ class Station:
     async def _execute(self) -> None:
         try:
             while True:
-                plate, vehicle = await self._next_vehicle()
+                plate, vehicle = await self.trucks.next_unserved()
                 await self.gate.wait_for_execute()
                 await self._swap(plate, vehicle)
         except Halted:
@@ -350,18 +310,7 @@ class Station:
             log.exception("swap failed")
             self.spawn_halt(Mode.aborted, f"{type(err).__name__}: {err}", error=err)
 
-    async def _next_vehicle(self) -> tuple[str, Any]:
-        def ready() -> bool:
-            bay = self.devices.bay
-            v = bay.vehicle if bay else None
-            return bool(v and v.stopped and (v.plate or "?") not in self._served)
-
-        await self.devices.wait_until(ready, None)
-        bay = self.devices.bay
-        assert bay is not None and bay.vehicle is not None
-        return bay.vehicle.plate or "?", bay.vehicle
-
-    async def _swap(self, plate: str, vehicle: Any) -> None:
+    async def _swap(self, plate: str, vehicle: VehicleInBay) -> None:
         n = next(self._swap_seq)
         run = SwapRun(
             swap_id=f"{self.config.station_id}-S{n:04d}",
@@ -373,27 +322,17 @@ class Station:
         )
         self.run, self.gate.touched, self.gate.held_s = run, set(), 0.0
         self.store.begin_swap(run.swap_id, plate, run.started_at)
-        self._served[plate] = None
-        self._outbox.event(
-            self.topics.events,
-            VehicleArrived(
-                ts=self.clock.now(),
-                station=self.config.station_id,
-                swap_id=run.swap_id,
-                plate=plate,
-                queued_s=vehicle.queued_s,
-                manoeuvre_s=vehicle.manoeuvre_s,
-            ),
-        )
+        self.trucks.served(plate, None)
+        self.feed.vehicle_arrived(run)
         try:
             await self._sequencer.run(run)
         except BaseException as exc:
-            self._served[plate] = run.vehicle_id
+            self.trucks.served(plate, run.vehicle_id)
             err = first_error(exc)
             if isinstance(err, SwapstationError | Halted):
                 raise err from None
             raise
-        self._served[plate] = run.vehicle_id
+        self.trucks.served(plate, run.vehicle_id)
         self._finish_swap("completed")
         await self.phases.end_swap()
 
@@ -410,18 +349,12 @@ class Station:
             reason=reason,
         )
         self.records.append(record)
+        if result == "completed":
+            self.swaps_completed += 1
         self.store.record_swap(record)
-        self._outbox.dirty(self.topics.history)
         self.run = None
-        self._check_departures()  # the truck may have left before its swap ended
-        self._outbox.event(
-            self.topics.events,
-            SwapFinished(ts=self.clock.now(), station=self.config.station_id, record=record),
-        )
-        self._outbox.dirty(self.topics.status)
-        self.inventory_changed()
-        for listener in self.swap_listeners:
-            listener(record)
+        self.trucks.check_departures(None)  # the truck may have left before its swap ended
+        self.feed.swap_finished(record)
 
     async def _wait_for_pack(self, pack_type: str) -> int:
         while (slot := self.ledger.choose_charged(pack_type)) is None:
@@ -446,11 +379,11 @@ class Station:
             log.warning("could not publish to %s: %s", topic, exc)
 
     def error_event(self, event: ErrorEvent) -> None:
-        self._outbox.event(self.topics.events, event)
+        self.feed.event(event)
 
     def event(self, event: BaseModel) -> None:
         """Publish ``event`` on the events topic, in order, without waiting."""
-        self._outbox.event(self.topics.events, event)
+        self.feed.event(event)
 
     # ---- halting ---------------------------------------------------------------------------
     def spawn_halt(self, target: Mode, reason: str, *, error: BaseException | None = None) -> None:
@@ -493,30 +426,21 @@ class Station:
         await self.phases.end_swap()
         unknown = sorted(p for p, loc in self.ledger.locations.items() if loc == "unknown")
         if unknown:
-            self.alarms.raise_(
-                "pack_location_unknown",
-                Severity.critical,
-                f"location unknown for pack(s) {', '.join(unknown)}",
-                "Inspect the bay, the arm and the rack; in maintenance, record what you find "
-                "with set_location before resetting.",
-            )
+            text = f"location unknown for pack(s) {', '.join(unknown)}"
+            self.alarms.raise_("pack_location_unknown", text)
         if self.mode is Mode.aborting:
             await self.modes.fire("finish_abort")
 
     def _raise_halt_alarm(self, target: Mode, reason: str, error: BaseException | None) -> None:
-        code = (getattr(error, "code", None) or type(error).__name__) if error else target.value
+        """Every halt raises one alarm with a code from the error table (never a class name):
+        ``estopped``, ``aborted`` (an operator's abort), or the error's own alarm, whose hint
+        names the device and action involved."""
         if target is Mode.estopped:
-            hint = (
-                "Release the e-stop and check the station, then send: ack (this alarm), clear, "
-                "reset. An alarm acknowledged only after the reset stays listed."
-            )
-            self.alarms.raise_(str(code), Severity.critical, reason, hint)
-            return
-        hint = (
-            "Check the devices named, then send: ack (this alarm), clear, reset. Packs are "
-            "where the inventory says; move them by hand in maintenance if a swap was cut short."
-        )
-        self.alarms.raise_(str(code), Severity.error, reason, hint)
+            self.alarms.raise_("estopped", reason)
+        elif error is None:
+            self.alarms.raise_("aborted", reason)
+        else:
+            self.alarms.raise_(*alarm_for(error, reason))
 
     async def _stop_execute(self) -> None:
         task, self._execute_task = self._execute_task, None

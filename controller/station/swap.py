@@ -24,7 +24,7 @@ from controller.contract import IdentifyData, PackInfo, Phase, SwapRecord, Verif
 from controller.devices import Devices
 from controller.errors import DeviceFailed, PackLost, PhaseDeadlineExceeded
 from controller.inventory import GRIPPER, PackLedger, slot_location, vehicle_location
-from controller.station.gate import STATE_SETTLE_S, MotionGate
+from controller.station.gate import STATE_SETTLE_S, DeadlineExpired, MotionGate
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=BaseModel)
@@ -124,8 +124,8 @@ class SwapSequencer:
         try:
             async with self._gate.deadline(deadline):
                 yield
-        except TimeoutError:
-            raise PhaseDeadlineExceeded(phase.value, deadline) from None
+        except DeadlineExpired as exc:
+            raise PhaseDeadlineExceeded(phase.value, deadline, exc.awaiting) from None
         finally:
             run.phases[phase.value] = self._clock.monotonic() - run.phase_started
 

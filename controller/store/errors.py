@@ -2,7 +2,8 @@
 
 The controller cannot move a pack it cannot journal, so a :class:`StoreError` on the critical
 path means "stop issuing motion"; only :class:`StoreBusy` (another process holds the write lock
-past the busy timeout) is worth a retry.
+past the busy timeout) is worth a retry (decided, with every other code, in
+:mod:`controller.error_table`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from controller.errors import SwapstationError
 class StoreError(SwapstationError):
     """The store could not do what was asked (I/O error, corrupt file, closed store, ...)."""
 
+    code = "store_error"
+
 
 class StoreBusy(StoreError):
     """The database stayed locked by another connection for longer than the busy timeout."""
 
-    retryable = True
+    code = "store_busy"
 
 
 class NotFound(StoreError):
@@ -46,6 +49,8 @@ class MoveRefused(StoreError):
     Refusing the intent is always safe: no motion may start without it. ``reason`` says what
     the journal knows instead (the pack is elsewhere, already moving, or the target is taken).
     """
+
+    code = "move_refused"
 
     def __init__(self, pack_id: str, src: str, dst: str, reason: str) -> None:
         self.pack_id = pack_id
