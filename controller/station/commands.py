@@ -265,15 +265,15 @@ class CommandHandler:
             return
         if cmd == "stop":
             await station.stop_waiting()
-        if cmd in ("resume", "reset", "start"):
-            station.reason = None
-        if cmd == "hold":
-            station.reason = "held by operator"
         if cmd == "reset":
-            for alarm_id in station.alarms.clear_acknowledged(keep=station.standing_alarms()):
-                self._store.clear_alarm(alarm_id, station.clock.now())
-            station.alarms_changed()
-        await station.modes.fire(cmd)
+            station.alarms.clear_acknowledged(keep=station.standing_alarms())
+        if cmd == "hold":
+            reason: str | None = "held by operator"
+        elif cmd in ("resume", "reset", "start"):
+            reason = None
+        else:  # stop, clear, maintenance, leave_maintenance: still why the station halted
+            reason = station.reason
+        await station.change_mode(cmd, reason=reason)
         if cmd == "start":
             station.start_execute()
         if cmd == "resume":
@@ -285,12 +285,10 @@ class CommandHandler:
         station = self._station
         ids = [a.id for a in station.alarms.active()] if alarm_id == "all" else [alarm_id]
         for one in ids:
-            if not station.alarms.acknowledge(one):
-                raise CommandRefused("ack", f"no active alarm {one!r}")
             # by the broker user that sent it; None on the plain cmd topic, where no broker
             # vouches for a name (an unsecured development broker)
-            self._store.ack_alarm(one, sender, station.clock.now())
-        station.alarms_changed()
+            if not station.alarms.acknowledge(one, by=sender):
+                raise CommandRefused("ack", f"no active alarm {one!r}")
 
     async def _maintenance(self, cmd: str, args: dict[str, Any]) -> None:
         station = self._station
