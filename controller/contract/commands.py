@@ -298,12 +298,6 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ),
     ),
     CommandSpec(
-        "ping",
-        "answer ok and change nothing (is the controller there?)",
-        valid_in=ANY_MODE,
-        console=ConsoleKey("p", "Ping"),
-    ),
-    CommandSpec(
         "suspend",
         "between swaps, wait on something external: a charged pack, a driver, the broker",
         valid_in=(Mode.execute,),

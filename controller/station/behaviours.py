@@ -169,11 +169,6 @@ async def _set_location(station: Station, args: SetLocationArgs, sender: str | N
     station.inventory_changed()
 
 
-@behaviour("ping")
-async def _ping(station: Station, _: NoArgs, sender: str | None) -> None:
-    """Nothing to do: the reply is the answer."""
-
-
 # ---- the preconditions the table names -------------------------------------------------------
 
 
