@@ -31,7 +31,7 @@ from controller.console.actions import ACTIONS, BY_CMD, BadArgument, parse_args
 from controller.console.app import ConsoleApp
 from controller.console.model import ConsoleModel
 from controller.contract import (
-    COMMAND_ARGS,
+    OPERATOR_COMMANDS,
     SWAP_PHASES,
     Mode,
     Phase,
@@ -131,7 +131,7 @@ async def console(
 
 # ---- the view-model and the command table, without a broker ---------------------------------
 def test_every_console_action_is_an_operator_command_and_every_command_has_a_key() -> None:
-    assert {a.cmd for a in ACTIONS} == set(COMMAND_ARGS)
+    assert {a.cmd for a in ACTIONS} == set(OPERATOR_COMMANDS)
     keys = [a.key for a in ACTIONS]
     assert len(keys) == len(set(keys))
     assert {a.cmd for a in ACTIONS if a.confirm} == {

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from controller.contract import (
-    COMMAND_ARGS,
     DEVICES,
     DRIVER_ACTIONS,
     DRIVER_ERROR_CODES,
@@ -1014,14 +1013,6 @@ def _table(header: str) -> list[list[str]]:
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
     return rows
-
-
-def test_doc_command_table_matches_command_args() -> None:
-    rows = _table("| command | arguments")
-    assert tuple(COMMAND_ARGS) == OPERATOR_COMMANDS
-    assert [r[0] for r in rows] == [f"`{c}`" for c in COMMAND_ARGS]
-    assert [r[1] for r in rows] == [a or "none" for a in COMMAND_ARGS.values()]
-    assert all(len(r) == 3 and r[2] for r in rows)
 
 
 def test_doc_error_code_table_matches_driver_error_codes() -> None:

@@ -38,7 +38,7 @@ from controller.errors import (
     SwapstationError,
 )
 from controller.station.alarms import AlarmBook
-from controller.store import MoveRefused, StoreBusy, StoreError
+from controller.store import MoveRefused, Store, StoreBusy, StoreError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -196,13 +196,18 @@ def test_errors_that_never_halt_raise_no_alarm() -> None:
 
 def test_the_alarm_book_takes_severity_and_hint_from_the_table() -> None:
     raised: list[AlarmInfo] = []
-    book = AlarmBook(Clock(1.0), raised.append)
-    book.raise_("step_deadline", "rack.dock: step_deadline", {"device": "rack", "action": "dock"})
-    book.raise_("estopped", "e-stop pressed on the safety relay")
+    with Store.open(None) as store:
+        book = AlarmBook(Clock(1.0), raised.append, journal=store, on_change=lambda: None)
+        _raise_two(book)
     step, estop = raised
     assert step.severity is ALARMS["step_deadline"].severity is Severity.error
     assert step.hint.startswith("rack.dock gave no result") and "the rack was told" in step.hint
     assert estop.severity is Severity.critical and estop.hint == ALARMS["estopped"].hint
+
+
+def _raise_two(book: AlarmBook) -> None:
+    book.raise_("step_deadline", "rack.dock: step_deadline", {"device": "rack", "action": "dock"})
+    book.raise_("estopped", "e-stop pressed on the safety relay")
 
 
 def test_the_documented_example_alarm_is_what_the_controller_raises() -> None:

@@ -1,9 +1,9 @@
-"""What an operator can send from the console: key, title, arguments and whether to confirm.
+"""What an operator can send from the console: a view of the contract's command table.
 
-One table drives the key bindings, the command palette, the prompts and the confirmations, so
-they cannot disagree. Every command name is one of the contract's ``OPERATOR_COMMANDS`` (a test
-checks it); whether a command is valid *now* is the station's call, never the console's: the
-console sends it and shows the reply, refusal and reason included.
+The key bindings, the command palette, the prompts and the confirmations are all read from
+:data:`controller.contract.commands.COMMANDS` (its ``console`` entries), so they cannot disagree
+with each other or with the station. Whether a command is valid *now* is the station's call,
+never the console's: the console sends it and shows the reply, refusal and reason included.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from controller.contract.commands import COMMANDS, CommandSpec, ConsoleKey, object_fields
 
 
 @dataclass(frozen=True)
@@ -25,59 +27,37 @@ class Field:
 
 @dataclass(frozen=True)
 class Action:
+    """A command as the console offers it."""
+
     cmd: str
     key: str
     title: str
     help: str
     confirm: bool = False  # destructive: ask before sending
+    fast: bool = False  # urgent: its key again (or Enter) confirms, and it acts over dialogs
     fields: tuple[Field, ...] = ()
+    anywhere: str | None = None  # a key that sends it from anywhere, even inside a prompt
+
+    @classmethod
+    def of(cls, spec: CommandSpec, console: ConsoleKey) -> Action:
+        objects = object_fields(spec)
+        return cls(
+            cmd=spec.name,
+            key=console.key,
+            title=console.title,
+            help=f"{spec.summary} ({spec.where()})",
+            confirm=spec.destructive,
+            fast=spec.urgent,
+            fields=tuple(
+                Field(f.name, f.label, f.default, json=f.name in objects) for f in console.fields
+            ),
+            anywhere=console.anywhere,
+        )
 
 
-#: The console's commands, in the order of the footer. Destructive ones (they stop motion, drop
-#: a swap, or move hardware by hand) are confirmed; the harmless ones go at once.
-ACTIONS: tuple[Action, ...] = (
-    Action("start", "s", "Start", "idle -> execute: swap trucks as they arrive"),
-    Action("hold", "h", "Hold", "finish the motion under way, start no new one"),
-    Action("resume", "r", "Resume", "held/suspended -> execute"),
-    Action("stop", "t", "Stop", "execute (no truck in the bay) -> idle"),
-    Action(
-        "estop", "e", "E-STOP", "emergency stop, latched (e then e/Enter/y confirms)", confirm=True
-    ),
-    Action("abort", "a", "Abort", "abandon the swap; devices make themselves safe", confirm=True),
-    Action("clear", "c", "Clear", "aborted/estopped -> stopped (relay released)", confirm=True),
-    Action("reset", "R", "Reset", "stopped -> idle (relay released)", confirm=True),
-    Action(
-        "ack",
-        "k",
-        "Ack",
-        "acknowledge an alarm by id, or all",
-        fields=(Field("alarm_id", "alarm id (or all)", "all"),),
-    ),
-    Action("maintenance", "m", "Maint.", "idle/stopped -> maintenance"),
-    Action("leave_maintenance", "l", "Leave", "maintenance -> stopped"),
-    Action(
-        "manual",
-        "M",
-        "Manual",
-        "one driver action by hand (maintenance only; interlocks still apply)",
-        confirm=True,
-        fields=(
-            Field("device", "device (arm, bay, door, rack, vehicle, safety)"),
-            Field("action", "action (e.g. move, lift, open)"),
-            Field("args", "args as JSON", "{}", json=True),
-        ),
-    ),
-    Action(
-        "set_location",
-        "L",
-        "Locate",
-        "record where a pack is after inspection (maintenance only)",
-        confirm=True,
-        fields=(
-            Field("pack_id", "pack id"),
-            Field("location", "location (slot:<n>, gripper, vehicle:<id>, unknown)"),
-        ),
-    ),
+#: The console's commands, in the order of the footer (the table's order).
+ACTIONS: tuple[Action, ...] = tuple(
+    Action.of(spec, spec.console) for spec in COMMANDS if spec.console is not None
 )
 
 BY_CMD: dict[str, Action] = {a.cmd: a for a in ACTIONS}

@@ -60,7 +60,11 @@ class ConsoleApp(App[None]):
     BINDINGS = [
         *(Binding(a.key, f"send('{a.cmd}')", a.title) for a in ACTIONS),
         # E-stop from anywhere, even while typing in a prompt (it still asks to confirm).
-        Binding("ctrl+e", "send('estop')", "E-STOP", show=False, priority=True),
+        *(
+            Binding(a.anywhere, f"send('{a.cmd}')", a.title, show=False, priority=True)
+            for a in ACTIONS
+            if a.anywhere
+        ),
         Binding("ctrl+p", "command_palette", "Palette", priority=True),
         Binding("colon", "command_palette", "Palette", show=False),
         Binding("q", "quit", "Quit"),
@@ -154,7 +158,7 @@ class ConsoleApp(App[None]):
     def action_send(self, cmd: str) -> None:
         """A command key. While a dialog is open only the e-stop key acts."""
         action = BY_CMD[cmd]
-        if isinstance(self.screen, ModalScreen) and cmd != "estop":
+        if isinstance(self.screen, ModalScreen) and not action.fast:
             return
         self.request(action)
 

@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from controller.console.actions import Action
+from controller.console.actions import ACTIONS, Action
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -68,15 +68,14 @@ class EstopConfirmScreen(ConfirmScreen):
 
     fast = True
     BINDINGS = [
-        Binding("e", "confirm", "send", show=False, priority=True),
+        *(Binding(a.key, "confirm", "send", show=False, priority=True) for a in ACTIONS if a.fast),
         Binding("enter", "confirm", "send", show=False, priority=True),
     ]
 
 
 def confirm_screen(action: Action, text: str) -> ConfirmScreen:
-    return (
-        EstopConfirmScreen(action, text) if action.cmd == "estop" else ConfirmScreen(action, text)
-    )
+    """The dialog that confirms ``action``: the fast one for an urgent command (the e-stop)."""
+    return EstopConfirmScreen(action, text) if action.fast else ConfirmScreen(action, text)
 
 
 class PromptScreen(ModalScreen[dict[str, str] | None]):

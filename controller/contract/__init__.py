@@ -4,6 +4,7 @@ Drivers, consoles and third-party tools build against this package alone.
 """
 
 from controller.contract.codec import PayloadError, decode, decode_as, encode
+from controller.contract.commands import COMMANDS, OPERATOR_COMMANDS, CommandSpec
 from controller.contract.common import (
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
@@ -35,8 +36,6 @@ from controller.contract.drivers import (
     WorldPack,
 )
 from controller.contract.operator import (
-    COMMAND_ARGS,
-    OPERATOR_COMMANDS,
     SWAP_PHASES,
     AlarmRaised,
     Alarms,
@@ -62,7 +61,7 @@ from controller.contract.operator import (
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, DeviceId, Topics
 
 __all__ = [
-    "COMMAND_ARGS",
+    "COMMANDS",
     "DEVICES",
     "DRIVER_ACTIONS",
     "DRIVER_ERROR_CODES",
@@ -79,6 +78,7 @@ __all__ = [
     "ArmState",
     "BayState",
     "CommandHandled",
+    "CommandSpec",
     "DeviceId",
     "DeviceState",
     "DeviceStateAdapter",

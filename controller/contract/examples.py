@@ -120,7 +120,8 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
                                             args={"pack_id": "P-2291", "location": "slot:7"})],
         "Reply": [Reply(id="op-7f3a", ok=True, cmd="start", mode=Mode.execute, ts=ts),
                   Reply(id="op-7f3c", ok=False, cmd="reset", mode=Mode.execute, ts=ts,
-                        error="not valid in mode execute; valid now: hold, abort, estop")],
+                        error="not valid in mode execute, only in stopped; valid now: hold, "
+                              "estop, abort, ack")],
         "Status": [Status(station=s, mode=Mode.execute, phase=Phase.stow, swap_id=swap_id,
                           vehicle_id=vehicle, elapsed_s=61.4, budget_s=180, phase_elapsed_s=9.2,
                           phase_deadline_s=50, queue_length=1, active_alarms=0,
@@ -136,15 +137,15 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
                                       previous=Phase.remove, elapsed_s=52.2,
                                       previous_phase_s=10.2, ts=ts)],
         "ModeChanged": [ModeChanged(station=s, mode=Mode.held, previous=Mode.execute,
-                                    reason="operator command hold", ts=ts)],
+                                    reason="held by operator", ts=ts)],
         "AlarmRaised": [AlarmRaised(station=s, alarm=alarm, ts=ts)],
         "VehicleArrived": [VehicleArrived(station=s, swap_id=swap_id, plate="YU-D20427",
                                           queued_s=41.0, manoeuvre_s=24.6, ts=ts)],
         "CommandHandled": [CommandHandled(station=s, id="op-7f3d", cmd="ack", args=ack_args,
                                           sender="operator", ok=True, ts=ts),
                            CommandHandled(station=s, id="op-7f3c", cmd="reset", ok=False, ts=ts,
-                                          error="not valid in mode execute; valid now: hold, "
-                                                "abort, estop")],
+                                          error="not valid in mode execute, only in stopped; "
+                                                "valid now: hold, estop, abort, ack")],
         "SwapFinished": [SwapFinished(station=s, record=record, ts=ts)],
         "ErrorEvent": [ErrorEvent(station=s, source="controller", topic=Topics(s).cmd, ts=ts,
                                   error="schema: cmd: Field required",

@@ -28,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from controller.contract.codec import encode
+from controller.contract.commands import COMMANDS, describe_args
 from controller.contract.common import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, SCHEMA_VERSION
 from controller.contract.drivers import (
     DRIVER_ERROR_CODES,
@@ -47,7 +48,6 @@ from controller.contract.drivers import (
 )
 from controller.contract.examples import LIVENESS, STATION, example_payloads
 from controller.contract.operator import (
-    COMMAND_ARGS,
     AlarmRaised,
     Alarms,
     CommandHandled,
@@ -270,8 +270,12 @@ def _ref(*parts: str) -> dict[str, str]:
 def _more_description(name: str) -> str:
     """What the tables beside the models add to a message's description."""
     if name == "OperatorCommand":
-        listed = "; ".join(f"`{c}`" + (f" with {a}" if a else "") for c, a in COMMAND_ARGS.items())
-        return f" Commands, with their `args`: {listed}. Anything else is refused."
+        listed = " ".join(
+            f"`{c.name}`" + (f" ({describe_args(c)})." if c.args.model_fields else ".")
+            for c in COMMANDS
+            if c.operator
+        )
+        return f" Commands, with their `args`: {listed} Anything else is refused."
     if name == "DriverResult":
         codes = "; ".join(f"`{c}`: {text}" for c, text in DRIVER_ERROR_CODES.items())
         return (

@@ -44,31 +44,19 @@ class Phase(StrEnum):
 
 SWAP_PHASES: tuple[Phase, ...] = tuple(p for p in Phase if p is not Phase.waiting)
 
-#: Every operator command the station knows, with its arguments. Anything else is refused.
-COMMAND_ARGS: dict[str, str] = {
-    "start": "",
-    "stop": "",
-    "hold": "",
-    "resume": "",
-    "abort": "",
-    "estop": "",
-    "clear": "",
-    "reset": "",
-    "maintenance": "",
-    "leave_maintenance": "",
-    "ack": "alarm_id: str (or 'all')",
-    "manual": "device: str, action: str, args: object (maintenance mode only; same interlocks)",
-    "set_location": "pack_id: str, location: str (maintenance mode only; after inspection)",
-}
-OPERATOR_COMMANDS: tuple[str, ...] = tuple(COMMAND_ARGS)
-
 
 class OperatorCommand(Message):
-    """``swap/<station>/cmd``: a command from an operator. ``v`` and ``ts`` may be omitted."""
+    """``swap/<station>/cmd``: a command from an operator. ``v`` and ``ts`` may be omitted.
+
+    Any ``cmd`` and any ``args`` object can be read, so that every readable command is
+    recorded and answered alike; the station refuses an unknown ``cmd`` or ``args`` that do
+    not fit the command (the command table in :mod:`controller.contract.commands`)."""
 
     id: Id = Field(description="Unique per command; the reply echoes it")
-    cmd: str = Field(min_length=1, max_length=64)
-    args: dict[str, Any] = Field(default_factory=dict)
+    cmd: str = Field(min_length=1, max_length=64, description="An operator command's name")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="The command's arguments (none for most)"
+    )
 
 
 class Reply(Message):

@@ -4,6 +4,10 @@ Commands are taken one at a time from a queue, in arrival order, so replies keep
 no two commands race on the mode. A command that is not valid now changes nothing and is refused
 with a reason that says why and what is valid instead. A command id seen twice gets the first
 reply again and has its effect once (QoS 1 may redeliver).
+
+Whether a command exists, its arguments, the modes it is valid in and its precondition all come
+from the command table (:mod:`controller.contract.commands`); what it then does is its behaviour
+(:mod:`controller.station.behaviours`). Nothing here names a particular command.
 """
 
 from __future__ import annotations
@@ -16,17 +20,18 @@ from typing import Any
 
 from controller.aio import cancel_and_wait
 from controller.contract import (
-    DRIVER_ACTIONS,
     OPERATOR_COMMANDS,
     CommandHandled,
+    CommandSpec,
     ErrorEvent,
-    Mode,
     OperatorCommand,
     PayloadError,
     Reply,
     decode,
 )
-from controller.errors import CommandRefused, SwapstationError
+from controller.contract.commands import InvalidArguments, offered_in, operator_command
+from controller.errors import CommandRefused
+from controller.station.behaviours import BEHAVIOURS, CHECKS
 from controller.station.station import Station
 
 log = logging.getLogger(__name__)
@@ -69,35 +74,13 @@ def _auditable(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _is_estop(payload: bytes) -> bool:
+def _is_urgent(payload: bytes) -> bool:
+    """An urgent command (the e-stop) in the table, which must not wait in the queue."""
     try:
-        return decode(OperatorCommand, payload).cmd == "estop"
+        spec = operator_command(decode(OperatorCommand, payload).cmd)
     except PayloadError:
         return False
-
-
-#: Required arguments of the commands that take any, and their types.
-_ARGS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "ack": {"alarm_id": str},
-    "manual": {"device": str, "action": str},
-    "set_location": {"pack_id": str, "location": str},
-}
-_OPTIONAL: dict[str, set[str]] = {"manual": {"args"}}
-
-
-def _check_args(cmd: str, args: dict[str, Any]) -> None:
-    required = _ARGS.get(cmd, {})
-    allowed = set(required) | _OPTIONAL.get(cmd, set())
-    extra = sorted(set(args) - allowed)
-    if extra:
-        if not allowed:
-            raise CommandRefused(cmd, f"{cmd} takes no arguments, got {extra}")
-        raise CommandRefused(cmd, f"unexpected argument(s) {extra}; {cmd} takes {sorted(allowed)}")
-    for name, kind in required.items():
-        if name not in args:
-            raise CommandRefused(cmd, f"missing argument {name!r}")
-        if not isinstance(args[name], kind):
-            raise CommandRefused(cmd, f"argument {name!r} has the wrong type")
+    return spec is not None and spec.urgent
 
 
 class CommandHandler:
@@ -117,7 +100,7 @@ class CommandHandler:
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Bus handler for ``cmd``: queue, never block the dispatcher."""
-        if _is_estop(payload):
+        if _is_urgent(payload):
             # An e-stop never waits behind another command (a manual move may take minutes).
             self._station.spawn(self._handle(topic, payload))
             return
@@ -125,14 +108,7 @@ class CommandHandler:
             self._queue.put_nowait((topic, payload))
         except asyncio.QueueFull:
             self._error(topic, "command queue full; command dropped", payload)
-            await self._reply(
-                Reply(
-                    id=_id_of(payload),
-                    ok=False,
-                    error="station busy: too many commands queued",
-                    mode=self._station.mode,
-                )
-            )
+            await self._refuse_unread(payload, "station busy: too many commands queued")
 
     async def on_retained(self, topic: str, payload: bytes) -> None:
         """A retained message on a command topic: never carried out (it may have been sent
@@ -157,14 +133,7 @@ class CommandHandler:
                 # This task must outlive any payload: the next command may be an e-stop.
                 log.exception("command handling failed")
                 with contextlib.suppress(Exception):
-                    await self._reply(
-                        Reply(
-                            id=_id_of(payload),
-                            ok=False,
-                            error="internal error; see controller log",
-                            mode=self._station.mode,
-                        )
-                    )
+                    await self._refuse_unread(payload, "internal error; see controller log")
 
     def _sender(self, topic: str) -> str | None:
         """The broker user a command came from (``cmd/<user>``; the ACL vouches for it)."""
@@ -177,14 +146,7 @@ class CommandHandler:
             command = decode(OperatorCommand, payload)
         except PayloadError as exc:
             self._error(topic, exc.reason, payload)
-            await self._reply(
-                Reply(
-                    id=_id_of(payload),
-                    ok=False,
-                    error=f"bad command: {exc.reason}",
-                    mode=station.mode,
-                )
-            )
+            await self._refuse_unread(payload, f"bad command: {exc.reason}")
             return
         now = station.clock.now()
         if not self._store.record_command(
@@ -218,6 +180,10 @@ class CommandHandler:
             )
         )
 
+    async def _refuse_unread(self, payload: bytes, error: str) -> None:
+        """Refuse a payload that was never read as a command, echoing its id if it has one."""
+        await self._reply(Reply(id=_id_of(payload), ok=False, error=error, mode=self._station.mode))
+
     async def _reply(self, reply: Reply) -> None:
         reply = reply.model_copy(update={"ts": self._station.clock.now()})
         await self._station.publish(self._topics.reply, reply)
@@ -236,126 +202,40 @@ class CommandHandler:
 
     # ---- the commands ----------------------------------------------------------------------
     async def execute(self, cmd: str, args: dict[str, Any], *, sender: str | None = None) -> None:
-        """Carry out one command or raise :class:`CommandRefused` having changed nothing."""
-        station = self._station
-        if cmd not in OPERATOR_COMMANDS:
+        """Carry out one command or raise :class:`CommandRefused` having changed nothing.
+
+        Everything but the command's own work comes from the command table: whether it exists,
+        its arguments, the modes it is valid in and its precondition; then the behaviour
+        registered under its name does the work.
+        """
+        spec = operator_command(cmd)
+        if spec is None:
             known = ", ".join(OPERATOR_COMMANDS)
             raise CommandRefused(cmd, f"unknown command {cmd!r}; known: {known}")
-        _check_args(cmd, args)
-        if cmd == "estop":  # valid from every mode, and idempotent
-            if station.mode is not Mode.estopped:
-                await station.halt(Mode.estopped, "e-stop by operator")
-            return
-        if cmd == "ack":
-            self._ack(str(args["alarm_id"]), sender)
-            return
-        if cmd in ("manual", "set_location"):
-            await self._maintenance(cmd, args)
-            return
-        if not station.modes.can(cmd):
-            # what would be carried out now: valid in this mode and its precondition holds
-            possible = [c for c in station.modes.valid_commands() if self._precondition(c) is None]
-            valid = ", ".join(possible) or "none"
-            raise CommandRefused(cmd, f"not valid in mode {station.mode.value}; valid now: {valid}")
-        refusal = self._precondition(cmd)
+        try:
+            parsed = spec.parse_args(args)
+        except InvalidArguments as exc:
+            raise CommandRefused(cmd, exc.reason) from None
+        mode = self._station.mode
+        if mode not in spec.valid_in:
+            only = ", ".join(m.value for m in spec.valid_in)
+            raise CommandRefused(
+                cmd,
+                f"not valid in mode {mode.value}, only in {only}; valid now: {self.valid_now()}",
+            )
+        refusal = self._unmet(spec)
         if refusal:
             raise CommandRefused(cmd, refusal)
-        if cmd == "abort":
-            await station.halt(Mode.aborted, "aborted by operator")
-            return
-        if cmd == "stop":
-            await station.stop_waiting()
-        if cmd in ("resume", "reset", "start"):
-            station.reason = None
-        if cmd == "hold":
-            station.reason = "held by operator"
-        if cmd == "reset":
-            for alarm_id in station.alarms.clear_acknowledged(keep=station.standing_alarms()):
-                self._store.clear_alarm(alarm_id, station.clock.now())
-            station.alarms_changed()
-        await station.modes.fire(cmd)
-        if cmd == "start":
-            station.start_execute()
-        if cmd == "resume":
-            # Results lost while the broker or a driver was away are recovered by asking
-            # again under the same ids; drivers execute an id once.
-            await station.devices.resend_inflight()
+        await BEHAVIOURS[cmd](self._station, parsed, sender)
 
-    def _ack(self, alarm_id: str, sender: str | None) -> None:
-        station = self._station
-        ids = [a.id for a in station.alarms.active()] if alarm_id == "all" else [alarm_id]
-        for one in ids:
-            if not station.alarms.acknowledge(one):
-                raise CommandRefused("ack", f"no active alarm {one!r}")
-            # by the broker user that sent it; None on the plain cmd topic, where no broker
-            # vouches for a name (an unsecured development broker)
-            self._store.ack_alarm(one, sender, station.clock.now())
-        station.alarms_changed()
+    def valid_now(self) -> str:
+        """The operator commands that would be carried out now (valid in this mode, their
+        precondition holding), for a refusal to offer instead."""
+        offered = [c.name for c in offered_in(self._station.mode) if self._unmet(c) is None]
+        return ", ".join(offered) or "none"
 
-    async def _maintenance(self, cmd: str, args: dict[str, Any]) -> None:
-        station = self._station
-        if station.mode is not Mode.maintenance:
-            raise CommandRefused(cmd, f"only in maintenance mode (now {station.mode.value})")
-        if cmd == "set_location":
-            pack_id, location = str(args["pack_id"]), str(args["location"])
-            if pack_id not in station.ledger.locations:
-                raise CommandRefused(cmd, f"unknown pack {pack_id!r}")
-            occupant = station.ledger.at(location)
-            if occupant not in (None, pack_id) and location != "unknown":
-                raise CommandRefused(cmd, f"{location} already holds {occupant}")
-            try:
-                station.ledger.set_location(pack_id, location, "operator, after inspection")
-            except ValueError as exc:
-                raise CommandRefused(cmd, str(exc)) from None
-            station.inventory_changed()
-            return
-        device, action = str(args["device"]), str(args["action"])
-        if device not in DRIVER_ACTIONS or action not in DRIVER_ACTIONS[device]:
-            raise CommandRefused(cmd, f"no action {device}.{action}")
-        action_args = args.get("args") or {}
-        if not isinstance(action_args, dict):
-            raise CommandRefused(cmd, "args must be an object")
-        limit = max(station.config.swap.phase_deadlines_s.values())
-        try:
-            async with station.clock.deadline(limit):
-                await station.manual(device, action, action_args)
-        except TimeoutError:
-            await station.make_safe({device})
-            raise CommandRefused(
-                cmd, f"{device}.{action}: no result within {limit:g} s; told it to stop"
-            ) from None
-        except SwapstationError as exc:
-            raise CommandRefused(cmd, str(exc)) from None
-
-    def _precondition(self, cmd: str) -> str | None:
-        """Why ``cmd`` may not run now although the mode allows it (None: it may)."""
-        station = self._station
-        devices = station.devices
-        safety = devices.safety
-        pressed = safety is None or safety.estop_pressed
-        if cmd in ("clear", "reset") and station.mode in (Mode.estopped, Mode.stopped) and pressed:
-            return "e-stop still pressed (or relay state unknown); release it first"
-        if cmd == "start":
-            problems: list[str] = []
-            offline = devices.offline()
-            if offline:
-                problems.append(f"driver(s) offline: {', '.join(offline)}")
-            if safety is None or not safety.ok:
-                problems.append("safety relay not ok")
-            if not station.ledger.seeded:
-                problems.append("rack inventory not yet reported")
-            problems += station.ledger.problems()
-            d = station.devices
-            problems += station.ledger.disagreements(d.rack, d.arm, d.vehicle)
-            if station.ledger.at("gripper"):
-                problems.append("the gripper holds a pack: put it away in maintenance first")
-            return "; ".join(problems) or None
-        if cmd == "resume":
-            if safety is not None and safety.light_curtain_broken:
-                return "light curtain still broken"
-            offline = devices.offline()
-            if offline:
-                return f"driver(s) offline: {', '.join(offline)}"
-        if cmd == "stop" and station.run is not None:
-            return "a swap is under way; hold or abort it first"
-        return None
+    def _unmet(self, spec: CommandSpec) -> str | None:
+        """Why ``spec``'s precondition does not hold now (None: it holds, or it has none)."""
+        if spec.precondition is None:
+            return None
+        return CHECKS[spec.precondition.check](self._station)

@@ -20,32 +20,21 @@ from typing import Any
 
 from transitions.extensions.asyncio import AsyncMachine
 
-from controller.contract import Mode, Phase
+from controller.contract import COMMANDS, Mode, Phase
 
 for _name in ("transitions", "transitions.core", "transitions.extensions.asyncio"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-_ALL_BUT_ESTOPPED = [m.value for m in Mode if m is not Mode.estopped]
-
-#: (trigger, sources, destination). The operator commands are the triggers of the same name.
-MODE_TRANSITIONS: list[tuple[str, str | list[str], str]] = [
-    ("start", "idle", "execute"),
-    ("stop", "execute", "idle"),
-    ("hold", "execute", "held"),
-    ("resume", ["held", "suspended"], "execute"),
-    ("suspend", "execute", "suspended"),
-    ("abort", ["execute", "held", "suspended", "idle"], "aborting"),
-    ("finish_abort", "aborting", "aborted"),
-    ("estop", _ALL_BUT_ESTOPPED, "estopped"),
-    ("clear", ["aborted", "estopped"], "stopped"),
-    ("reset", "stopped", "idle"),
-    ("maintenance", ["idle", "stopped"], "maintenance"),
-    ("leave_maintenance", "maintenance", "stopped"),
+#: (trigger, sources, destination), built from the command table: every mode change a command
+#: makes (a command valid in its own destination mode is accepted there and changes nothing).
+MODE_TRANSITIONS: list[tuple[str, list[str], str]] = [
+    (spec.name, [source.value for source, _ in moves], moves[0][1].value)
+    for spec in COMMANDS
+    if (moves := spec.transitions())
 ]
 
-
 #: Triggers only the station fires; operators cannot send them.
-INTERNAL_TRIGGERS = frozenset({"suspend", "finish_abort"})
+INTERNAL_TRIGGERS = frozenset(spec.name for spec in COMMANDS if not spec.operator)
 
 
 async def _trigger(machine: AsyncMachine, trigger: str, model: object) -> bool:
@@ -97,9 +86,14 @@ class ModeMachine:
     def can(self, trigger: str) -> bool:
         return trigger in self._machine.get_triggers(self._model.state)
 
-    def valid_commands(self) -> list[str]:
-        """Operator commands valid now (``suspend`` and ``finish_abort`` are the station's own)."""
-        return [t for t, _, _ in MODE_TRANSITIONS if self.can(t) and t not in INTERNAL_TRIGGERS]
+    def transitions(self) -> set[tuple[str, str, str]]:
+        """Every (trigger, source, destination) the machine knows, read back from it."""
+        return {
+            (name, t.source, str(t.dest))
+            for name, event in self._machine.events.items()
+            for ts in event.transitions.values()
+            for t in ts
+        }
 
     async def fire(self, trigger: str) -> bool:
         """Fire ``trigger``; False (and nothing changes) if it is not valid now."""
@@ -158,11 +152,10 @@ class PhaseMachine:
 
 def mode_diagram() -> str:
     """The station modes as a mermaid state diagram, generated from :data:`MODE_TRANSITIONS`
-    (docs/safety.md embeds it; a test keeps the two equal)."""
+    (``make docs`` writes it into docs/safety.md; a test fails when that copy is stale)."""
     lines = ["stateDiagram-v2", "    [*] --> idle"]
     for trigger, sources, dest in MODE_TRANSITIONS:
-        for source in [sources] if isinstance(sources, str) else sources:
-            lines.append(f"    {source} --> {dest}: {trigger}")
+        lines += [f"    {source} --> {dest}: {trigger}" for source in sources]
     return "\n".join(lines)
 
 

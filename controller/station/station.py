@@ -91,7 +91,9 @@ class Station:
         self.gate = MotionGate(
             devices=devices, clock=clock, mode=lambda: self.modes.mode, steps=config.swap.steps
         )
-        self.alarms = AlarmBook(clock, self._on_alarm)
+        self.alarms = AlarmBook(
+            clock, self._on_alarm, journal=ledger.journal, on_change=self.alarms_changed
+        )
         self.feed = StationFeed(
             outbox,
             self.topics,
@@ -204,7 +206,6 @@ class Station:
         self.feed.phase_changed(new, previous, self.run)
 
     def _on_alarm(self, alarm: AlarmInfo) -> None:
-        self.store.raise_alarm(alarm)
         self.feed.alarm_raised(alarm)
 
     def alarms_changed(self) -> None:
@@ -271,6 +272,12 @@ class Station:
         it is safe), or suspend between swaps."""
         self.reason = reason
         self._spawn(self.modes.fire("hold" if self.run is not None else "suspend"))
+
+    async def change_mode(self, trigger: str, *, reason: str | None) -> None:
+        """Fire ``trigger`` (an operator command's transition), with ``reason`` as why the
+        station is now in its new mode: the status and the ``ModeChanged`` event carry it."""
+        self.reason = reason
+        await self.modes.fire(trigger)
 
     # ---- after a restart ------------------------------------------------------------------
     async def recover_from_journal(self) -> None:

@@ -1,37 +1,13 @@
-"""Sections of the docs generated from the code, so that what an operator reads cannot drift
-from what the controller does.
-
-A generated section sits in a page between two marker comments::
-
-    <!-- generated: errors -->
-    ...
-    <!-- end generated -->
-
-``python -m controller.docgen`` rewrites every section of every page under docs/ from its
-source (:data:`SECTIONS`); ``python -m controller.docgen --check`` only says which are stale and
-exits 1, which is what tests/test_docgen.py runs. Everything outside the markers is left as
-written.
-"""
+"""Generated sections about faults: the alarm and error codes (``error_table``), and each
+motion's interlocks and post-conditions (the rule tables)."""
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from controller.error_table import ALARMS, ERRORS, PROCEDURES, UNKNOWN_DRIVER_CODE, ErrorKind
 from controller.station.interlocks import ANY_COMMAND, INTERLOCKS, Interlock, always
 from controller.station.postconditions import POSTCONDITIONS
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-REGENERATE = "python -m controller.docgen"
-_SECTION = re.compile(
-    r"(?P<open><!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
-    r"(?P<close><!-- end generated -->)",
-    re.DOTALL,
-)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -104,64 +80,3 @@ def interlocks_section() -> str:
         "reported counts as open.\n\n"
         f"{table}\n"
     )
-
-
-#: Every generated section, by the name its markers carry.
-SECTIONS: dict[str, Callable[[], str]] = {
-    "errors": errors_section,
-    "interlocks": interlocks_section,
-}
-
-
-def regenerate(text: str, where: str = "page") -> str:
-    """``text`` with every generated section rewritten from its source."""
-
-    def body(match: re.Match[str]) -> str:
-        name = match["name"]
-        if name not in SECTIONS:
-            raise ValueError(
-                f"{where}: unknown generated section {name!r}; known: {list(SECTIONS)}"
-            )
-        return match["open"] + SECTIONS[name]() + match["close"]
-
-    return _SECTION.sub(body, text)
-
-
-def pages(docs: Path = DOCS) -> list[Path]:
-    """The pages that hold at least one generated section."""
-    return [p for p in sorted(docs.glob("*.md")) if _SECTION.search(p.read_text("utf-8"))]
-
-
-def stale(docs: Path = DOCS) -> list[str]:
-    """The pages whose generated sections differ from what the code generates now."""
-    out = []
-    for page in pages(docs):
-        text = page.read_text("utf-8")
-        if regenerate(text, page.name) != text:
-            out.append(page.name)
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=REGENERATE, description="Rewrite the generated sections of the docs."
-    )
-    parser.add_argument("--check", action="store_true", help="only report stale pages")
-    parser.add_argument("--docs", type=Path, default=DOCS)
-    args = parser.parse_args(argv)
-    if args.check:
-        behind = stale(args.docs)
-        for name in behind:
-            sys.stderr.write(f"{name}: generated sections are stale; run {REGENERATE}\n")
-        return 1 if behind else 0
-    for page in pages(args.docs):
-        text = page.read_text("utf-8")
-        new = regenerate(text, page.name)
-        if new != text:
-            page.write_text(new, "utf-8")
-            sys.stdout.write(f"rewrote {page}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
