@@ -271,3 +271,14 @@ def test_the_situation_at_rest_is_normal_and_unknown_state_is_not() -> None:
     assert read_bay(**undocked.states()).not_normal == [
         "slot 2 holds a pack that is not docked (not charging)"
     ]
+
+
+def test_the_documented_status_shows_what_the_station_reads_from_the_example_states() -> None:
+    """docs/mqtt-api.md's status example carries a bay situation: it is exactly what the
+    station makes of the example driver states (one moment in the middle of stow)."""
+    from controller.contract.examples import example_payloads
+
+    ex = example_payloads()
+    states = {name: ex[f"{name.capitalize()}State"][0] for name in ("arm", "bay", "door", "rack")}
+    situation = read_bay(**states, vehicle=ex["VehicleState"][0])  # type: ignore[arg-type]
+    assert ex["Status"][0].bay == situation  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, model_validator
 
 from controller.contract.common import Part
 
@@ -43,11 +43,13 @@ class BaySituation(Part):
         default_factory=list, description="What is not in its normal place, in plain words"
     )
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def normal(self) -> bool:
-        """Nothing out of its normal place, and every device's state known."""
-        return not self.not_normal
+    normal: bool = Field(description="Nothing in not_normal: every production command may go")
+
+    @model_validator(mode="after")
+    def _normal_means_nothing_out_of_place(self) -> BaySituation:
+        if self.normal != (not self.not_normal):
+            raise ValueError("normal must be true exactly when not_normal is empty")
+        return self
 
 
 class RecoveryStep(Part):

@@ -12,6 +12,7 @@ from typing import Final
 
 from pydantic import BaseModel
 
+from controller.contract.bay import BaySituation
 from controller.contract.common import AlarmInfo, PackInfo, Severity
 from controller.contract.drivers import (
     ArmState,
@@ -109,6 +110,19 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
     ack_args = {"alarm_id": alarm.id}
     identified = IdentifyData(vehicle_id=vehicle, pack=flat).model_dump(mode="json")
     verified = VerifyData(pack=full).model_dump(mode="json")
+    # The bay at that moment, as the station reads it from the driver states below (a test
+    # checks it is exactly what controller.station.bay.read_bay makes of them).
+    mid_stow = BaySituation(
+        truck_in_bay=True, vehicle_id=vehicle, secured=True, pack_on_truck=None,
+        pack_locked=False, hv_on=False, door="open", arm_position="slot:7", gripper=flat.id,
+        undocked_slots=[2],
+        not_normal=[f"truck {vehicle} is clamped in the bay", f"truck {vehicle} has no pack",
+                    f"truck {vehicle}'s HV is off", f"truck {vehicle}'s pack locks are open",
+                    "the door is open", f"the gripper holds pack {flat.id}",
+                    "the arm is at slot:7, not home",
+                    "slot 2 holds a pack that is not docked (not charging)"],
+        normal=False,
+    )
     return {
         "OperatorCommand": [OperatorCommand(id="op-7f3a", cmd="start", ts=ts),
                             OperatorCommand(id="op-7f3b", cmd="hold", ts=ts),
@@ -125,7 +139,7 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
         "Status": [Status(station=s, mode=Mode.execute, phase=Phase.stow, swap_id=swap_id,
                           vehicle_id=vehicle, elapsed_s=61.4, budget_s=180, phase_elapsed_s=9.2,
                           phase_deadline_s=50, queue_length=1, active_alarms=0,
-                          swaps_completed=41, ts=ts)],
+                          swaps_completed=41, bay=mid_stow, ts=ts)],
         "Inventory": [Inventory(station=s, slots=list(slots),
                                 gripper=flat, vehicle_id=vehicle, swappable_soc=0.9,
                                 consistent=True, ts=ts)],

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter
 
+from controller.contract.bay import BaySituation
 from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
 from controller.contract.drivers import RackSlotState
 
@@ -86,6 +87,9 @@ class Status(Message):
     swaps_completed: int = Field(default=0, ge=0)
     time_scale: float = Field(default=1.0, gt=0)
     reason: str | None = Field(default=None, description="Why the station is in this mode")
+    bay: BaySituation | None = Field(
+        default=None, description="The bay, arm, door and rack as the sensors report them"
+    )
 
 
 #: A slot as the inventory shows it: the rack driver's slot model (one model for one thing),

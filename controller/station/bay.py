@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from controller.contract import ArmState, BayState, DoorState, RackState, VehicleState
 from controller.contract.bay import BaySituation
+from controller.devices import Devices
 
 
 def read_bay(
@@ -39,6 +40,7 @@ def read_bay(
         undocked_slots=undocked,
         unknown=unknown,
         not_normal=not_normal,
+        normal=not not_normal,
     )
 
 
@@ -92,3 +94,35 @@ def _undocked(rack: RackState | None) -> list[int]:
     if rack is None:
         return []
     return sorted(s.slot for s in rack.slots if s.pack is not None and not s.docked)
+
+
+class BayWatch:
+    """The bay's situation, re-read whenever a driver reports, so the status can carry it and
+    be republished only when it changed (a rack that reports every charge tick changes the
+    situation only when a slot docks or a pack moves)."""
+
+    def __init__(self, devices: Devices) -> None:
+        self._devices = devices
+        self.situation = self._read()
+
+    def update(self) -> bool:
+        """Read the situation again; True if it changed."""
+        now = self._read()
+        changed = now != self.situation
+        self.situation = now
+        return changed
+
+    def _read(self) -> BaySituation:
+        """From the drivers online now: an offline driver's last state is not known to hold."""
+        d = self._devices
+
+        def live(name: str) -> bool:
+            return d[name].online is True
+
+        return read_bay(
+            arm=d.arm if live("arm") else None,
+            bay=d.bay if live("bay") else None,
+            door=d.door if live("door") else None,
+            rack=d.rack if live("rack") else None,
+            vehicle=d.vehicle if live("vehicle") else None,
+        )

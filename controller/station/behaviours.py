@@ -186,7 +186,11 @@ def _ready_to_start(station: Station) -> str | None:
     problems += ledger.disagreements(devices.rack, devices.arm, devices.vehicle)
     if ledger.at("gripper"):
         problems.append("the gripper holds a pack: put it away in maintenance first")
-    return "; ".join(problems) or None
+    if "journal_damaged" in station.standing_alarms():
+        problems.append("the journal is damaged (alarm journal_damaged): replace it first")
+    if not offline:  # an offline driver is said above; the rest must be where it belongs
+        problems += [f"not normal: {what}" for what in station.bay.situation.not_normal]
+    return "; ".join(dict.fromkeys(problems)) or None
 
 
 @check("resumable")

@@ -41,6 +41,7 @@ from controller.error_table import alarm_for
 from controller.errors import SwapstationError
 from controller.inventory import PackLedger
 from controller.station.alarms import AlarmBook
+from controller.station.bay import BayWatch
 from controller.station.feed import StationFeed
 from controller.station.gate import Halted, MotionGate
 from controller.station.machine import ModeMachine, PhaseMachine
@@ -158,6 +159,7 @@ class Station:
             "rack": self._on_rack,
             "bay": self._on_bay,
         }
+        self.bay = BayWatch(devices)
         devices.add_listener(self._on_device_change)
 
     # ---- what the station publishes (built by the feed) ------------------------------------
@@ -191,6 +193,7 @@ class Station:
             swaps_completed=self.swaps_completed,
             time_scale=self.clock.time_scale,
             reason=self.reason,
+            bay=self.bay.situation,
         )
 
     def _on_mode_change(self, new: Mode, previous: Mode) -> None:
@@ -227,6 +230,8 @@ class Station:
             react()
         if self.devices[device].online is False and self.mode is Mode.execute:
             self._pause(f"{device} driver offline")
+        if self.bay.update():
+            self.feed.status_changed()
 
     def _on_safety(self) -> None:
         """An e-stop halts at once, from any mode; a broken light curtain holds a swap."""
