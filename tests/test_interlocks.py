@@ -53,6 +53,8 @@ def readings(**changes: Any) -> Readings:
 
 AT_VEHICLE = ArmState(position="vehicle")
 LOCKED = BayState(vehicle=TRUCK, secured=True, pack_locked=True)
+#: The truck ready to leave: pack locked, high voltage back on.
+HV_BACK_ON = VehicleState(connected=True, vehicle_id="CQ-T0001", hv_on=True)
 
 #: For each motion: a situation and arguments in which it may go.
 MAY_GO: dict[tuple[str, str], tuple[Readings, dict[str, Any]]] = {
@@ -62,7 +64,7 @@ MAY_GO: dict[tuple[str, str], tuple[Readings, dict[str, Any]]] = {
     ("bay", "secure"): (readings(bay=BayState(vehicle=TRUCK)), {}),
     ("bay", "unlock"): (readings(bay=LOCKED), {}),
     ("bay", "lock"): (readings(), {}),
-    ("bay", "release"): (readings(bay=LOCKED), {}),
+    ("bay", "release"): (readings(bay=LOCKED, vehicle=HV_BACK_ON), {}),
     ("door", "open"): (readings(door=DoorState(position="closed")), {}),
     ("door", "close"): (readings(), {}),
     ("rack", "dock"): (readings(), {"slot": 2}),
@@ -141,10 +143,36 @@ REFUSED: list[tuple[str, str, dict[str, Any], dict[str, Any], str]] = [
     ("bay", "unlock", {}, {"bay": BayState(vehicle=TRUCK)}, "vehicle not secured in the bay"),
     ("bay", "unlock", {}, {"vehicle": None}, "vehicle high voltage not confirmed off"),
     ("bay", "lock", {}, {"bay": None}, "vehicle not secured in the bay"),
-    ("bay", "release", {}, {"arm": None, "bay": LOCKED}, "arm state unknown"),
-    ("bay", "release", {}, {"bay": None}, "bay state unknown"),
-    ("bay", "release", {}, {"arm": AT_VEHICLE, "bay": LOCKED}, "arm is at the vehicle"),
-    ("bay", "release", {}, {"bay": readings().bay}, "pack locks open"),
+    (
+        "bay",
+        "release",
+        {},
+        {"arm": None, "bay": LOCKED, "vehicle": HV_BACK_ON},
+        "arm state unknown",
+    ),
+    ("bay", "release", {}, {"bay": None, "vehicle": HV_BACK_ON}, "bay state unknown"),
+    (
+        "bay",
+        "release",
+        {},
+        {"arm": AT_VEHICLE, "bay": LOCKED, "vehicle": HV_BACK_ON},
+        "arm is at the vehicle",
+    ),
+    ("bay", "release", {}, {"bay": readings().bay, "vehicle": HV_BACK_ON}, "pack locks open"),
+    (
+        "bay",
+        "release",
+        {},
+        {"vehicle": readings().vehicle},
+        "vehicle high voltage not confirmed on",
+    ),
+    (
+        "bay",
+        "release",
+        {},
+        {"bay": LOCKED, "vehicle": None},
+        "vehicle high voltage not confirmed on",
+    ),
     ("door", "close", {}, {"arm": AT_VEHICLE}, "arm may be in the doorway"),
     ("door", "close", {}, {"arm": ArmState(position="moving")}, "arm may be in the doorway"),
     (

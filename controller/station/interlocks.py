@@ -145,6 +145,10 @@ def _hv_off(r: Readings, s: Step) -> bool:
     return r.vehicle is not None and r.vehicle.hv_on is False
 
 
+def _hv_on(r: Readings, s: Step) -> bool:
+    return r.vehicle is not None and r.vehicle.hv_on is True
+
+
 def _locks_not_closed(r: Readings, s: Step) -> bool:
     return r.bay is None or not r.bay.pack_locked  # unknown bay: _vehicle_secured refuses
 
@@ -203,6 +207,8 @@ INTERLOCKS: dict[tuple[str, str], tuple[Interlock, ...]] = {
         Interlock("bay state unknown", _bay_known),
         Interlock("arm is at the vehicle", _arm_away_from_vehicle),
         Interlock("pack locks open", _locks_not_open),
+        # a truck leaves only with its pack locked and its high voltage back on
+        Interlock("vehicle high voltage not confirmed on", _hv_on),
     ),
     ("door", "open"): _ANY_MOTION,
     ("door", "close"): (
