@@ -48,6 +48,11 @@ PROCEDURES: dict[str, str] = {
         "from the sensors: record what you find with set_location). Until the controller runs "
         "on a sound journal, ack, clear and reset keep this alarm and start is refused."
     ),
+    "recover again": (
+        "Send ack (this alarm); stay in maintenance and run one of the new plans (swapctl "
+        "recover), or finish by hand (manual; set_location for a pack whose place is unknown); "
+        "then leave_maintenance and reset."
+    ),
     # The conditions that outlive a reset (Station.standing_alarms).
     "record the packs": (
         "Ack (this alarm); clear if the station is aborted or estopped; enter maintenance and "
@@ -125,6 +130,13 @@ ALARMS: dict[str, AlarmKind] = {
         "the journal and the drivers' sensors disagree about where a pack is",
         "Inspect the packs named in the text.",
         "record the packs",
+    ),
+    "recovery_failed": AlarmKind(
+        _ERROR,
+        "a step of a recovery plan failed (recover command)",
+        "The {plan} plan stopped at {device}.{action}; the text says why. Look at the {device}, "
+        "then see the new plans in the status (swapctl recover).",
+        "recover again",
     ),
     "journal_damaged": AlarmKind(
         _CRITICAL,

@@ -211,6 +211,15 @@ def test_cut_in_stow_with_the_truck_s_pack_in_the_gripper() -> None:
     run_both(hw)
 
 
+def test_a_slot_undocked_for_the_fetch_is_docked_again() -> None:
+    """Cut in stow: the fetch slot was undocked in prepare; whichever plan runs, its pack must
+    end up charging again."""
+    hw = hardware(None, None, gripper=OWN, arm_at="rail:9", door="open")
+    hw.docked[1] = False
+    after = run_both(hw)
+    assert after["give_back"].docked[1]
+
+
 def test_cut_before_remove_with_the_pack_still_on_the_truck() -> None:
     hw = hardware(OWN, None, arm_at="vehicle", door="open")
     plans, _ = plans_for(hw)

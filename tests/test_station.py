@@ -340,7 +340,7 @@ async def test_truck_leaving_while_a_halt_is_under_way_takes_its_pack(
     url = embedded_broker.url  # type: ignore[attr-defined]
     async with running_station(url, cfg) as st:
         station = st.controller.station
-        make_safe = station._make_safe
+        make_safe = station.make_safe
 
         async def truck_leaves_first(devices: set[str]) -> None:
             # widen the race to certainty: the truck is gone, and the controller has seen it go,
@@ -352,7 +352,7 @@ async def test_truck_leaving_while_a_halt_is_under_way_takes_its_pack(
             )
             await make_safe(devices)
 
-        station._make_safe = truck_leaves_first  # type: ignore[method-assign]
+        station.make_safe = truck_leaves_first  # type: ignore[method-assign]
         await st.sim.arrive(1)
         record = await st.next_swap()
         assert record.result == "aborted", record

@@ -73,3 +73,14 @@ class RecoveryPlan(Part):
     summary: str
     steps: list[RecoveryStep]
     pack_for_truck: str | None = Field(default=None, description="The pack the truck leaves with")
+
+
+class RecoveryProposal(Part):
+    """The ways out of a bay that is not normal (in the status while no swap runs)."""
+
+    swap_id: str | None = Field(default=None, description="The swap that was cut short")
+    own_pack: str | None = Field(default=None, description="The pack the truck arrived with")
+    plans: list[RecoveryPlan] = Field(default_factory=list)
+    unavailable: dict[str, str] = Field(
+        default_factory=dict, description="Plan name -> why there is no such plan now"
+    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -68,6 +68,15 @@ class ManualArgs(CommandArgs):
 class SetLocationArgs(CommandArgs):
     pack_id: str = Field(description="the pack's id")
     location: str = Field(description="`slot:<n>`, `gripper`, `vehicle:<vehicle id>` or `unknown`")
+
+
+class RecoverArgs(CommandArgs):
+    plan: Literal["finish", "give_back"] = Field(
+        description="`finish` (the truck leaves with a charged pack) or `give_back` (its own)"
+    )
+    steps: int | None = Field(
+        default=None, ge=1, description="how many of the plan's next steps to run (all: null)"
+    )
 
 
 class InvalidArguments(ValueError):
@@ -296,6 +305,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 PromptField("location", "location (slot:<n>, gripper, vehicle:<id>, unknown)"),
             ),
         ),
+    ),
+    CommandSpec(
+        "recover",
+        "after a swap was cut short, run (the next steps of) a plan the status proposes",
+        valid_in=(Mode.maintenance,),
+        args=RecoverArgs,
+        destructive=True,
+        console=ConsoleKey("V", "Recover", (PromptField("plan", "plan (finish, give_back)"),)),
     ),
     CommandSpec(
         "suspend",

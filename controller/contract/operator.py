@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter
 
-from controller.contract.bay import BaySituation
+from controller.contract.bay import BaySituation, RecoveryProposal
 from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
 from controller.contract.drivers import RackSlotState
 
@@ -89,6 +89,9 @@ class Status(Message):
     reason: str | None = Field(default=None, description="Why the station is in this mode")
     bay: BaySituation | None = Field(
         default=None, description="The bay, arm, door and rack as the sensors report them"
+    )
+    recovery: RecoveryProposal | None = Field(
+        default=None, description="Plans out of a bay that is not normal (no swap running)"
     )
 
 
@@ -173,6 +176,11 @@ class SwapRecord(Part):
     reason: str | None = None
     started_at: AwareDatetime
     ended_at: AwareDatetime
+    recovery: Literal["finish", "give_back"] | None = Field(
+        default=None,
+        description="Cut short, then recovered: 'finish' (the truck left with pack_in, a charged"
+        " pack) or 'give_back' (with its own pack)",
+    )
 
 
 class SwapFinished(Message):

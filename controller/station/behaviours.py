@@ -16,6 +16,7 @@ module refuses to load otherwise, so a command cannot ship half-made.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,10 +27,13 @@ from controller.contract.commands import (
     AckArgs,
     ManualArgs,
     NoArgs,
+    RecoverArgs,
     SetLocationArgs,
 )
 from controller.errors import CommandRefused, SwapstationError
 from controller.station.station import Station
+
+log = logging.getLogger(__name__)
 
 #: A command's work: (the station, its validated arguments, the broker user who sent it).
 Behaviour = Callable[[Station, Any, str | None], Awaitable[None]]
@@ -152,6 +156,13 @@ async def _manual(station: Station, args: ManualArgs, sender: str | None) -> Non
         ) from None
     except SwapstationError as exc:
         raise CommandRefused("manual", str(exc)) from None
+
+
+@behaviour("recover")
+async def _recover(station: Station, args: RecoverArgs, sender: str | None) -> None:
+    done = await station.guided.run(station.bay.situation, args.plan, args.steps)
+    log.info("recover %s by %s: %s", args.plan, sender or "(no user)", done)
+    station.inventory_changed()
 
 
 @behaviour("set_location")

@@ -142,6 +142,10 @@ class StationFeed:
             )
         )
 
+    def history_changed(self) -> None:
+        """A swap's record changed after it ended (a recovery completed it)."""
+        self._outbox.dirty(self._topics.history)
+
     def swap_finished(self, record: SwapRecord) -> None:
         self._outbox.dirty(self._topics.history)
         self.event(SwapFinished(ts=self._clock.now(), station=self._station, record=record))

@@ -130,6 +130,10 @@ class _Bench:
     def send_truck_off(self) -> None:
         if self.gripper is not None:
             self.stow()
+        for n, pack in sorted(self.slots.items()):
+            if pack is not None and not self.docked.get(n):
+                self.step("rack", "dock", f"dock slot {n} so pack {pack.id} charges", slot=n)
+                self.docked[n] = True
         assert self.truck_pack is not None
         if self.locked is not True:
             self.ready_vehicle()

@@ -44,6 +44,7 @@ from controller.station.alarms import AlarmBook
 from controller.station.bay import BayWatch
 from controller.station.feed import StationFeed
 from controller.station.gate import Halted, MotionGate
+from controller.station.guided import GuidedRecovery
 from controller.station.machine import ModeMachine, PhaseMachine
 from controller.station.maintenance import HandMoves
 from controller.station.outbox import Outbox
@@ -160,6 +161,10 @@ class Station:
             "bay": self._on_bay,
         }
         self.bay = BayWatch(devices)
+        self.guided = GuidedRecovery(
+            devices=devices, rack=config.rack, store=self.store, alarms=self.alarms,
+            hands=self.manual, history_changed=self.feed.history_changed,
+        )  # fmt: skip
         devices.add_listener(self._on_device_change)
 
     # ---- what the station publishes (built by the feed) ------------------------------------
@@ -194,6 +199,7 @@ class Station:
             time_scale=self.clock.time_scale,
             reason=self.reason,
             bay=self.bay.situation,
+            recovery=None if run else self.guided.proposal(self.bay.situation),
         )
 
     def _on_mode_change(self, new: Mode, previous: Mode) -> None:
@@ -288,6 +294,7 @@ class Station:
     async def recover_from_journal(self) -> None:
         """Come up from the journal (see :meth:`JournalRecovery.recover`); halted if needed."""
         halted = self.recovery.recover()
+        self.guided.load()
         if halted is not None:
             self.reason = halted.reason
             await self.modes.fire("abort")
@@ -364,6 +371,7 @@ class Station:
         if result == "completed":
             self.swaps_completed += 1
         self.store.record_swap(record)
+        self.guided.swap_ended(record)
         self.run = None
         self.trucks.check_departures(None)  # the truck may have left before its swap ended
         self.feed.swap_finished(record)
@@ -429,7 +437,7 @@ class Station:
             await self.modes.fire("abort")
         self._raise_halt_alarm(target, reason, error)
         await self._stop_execute()
-        await self._make_safe(set(self.gate.touched))
+        await self.make_safe(set(self.gate.touched))
         if (run := self.run) is not None:
             # Recorded first: a truck that drove off meanwhile (a release that finished as
             # its deadline passed) has taken its pack, which no sensor of ours reports now.
@@ -462,16 +470,12 @@ class Station:
         """Alarm codes whose condition still holds: a reset must not retire them."""
         return self.recovery.standing_alarms()
 
-    async def make_safe(self, devices: set[str]) -> None:
-        """Tell ``devices`` to stop (not a motion: always allowed)."""
-        await self._make_safe(devices)
-
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the station owns (stopped on shutdown)."""
         return self._spawn(coro)
 
-    async def _make_safe(self, devices: set[str]) -> None:
-        """Tell every device a failed swap touched to stop (not a motion: always allowed)."""
+    async def make_safe(self, devices: set[str]) -> None:
+        """Tell ``devices`` (those a failed swap touched) to stop: not a motion, always allowed."""
 
         async def stop(device: str) -> None:
             try:
