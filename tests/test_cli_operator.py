@@ -169,3 +169,40 @@ async def test_nothing_to_read_no_broker_and_help(mosquitto: Mosquitto) -> None:
     assert status_help[0] == 0 and "Exit codes: 0 ok; 2" in " ".join(status_help[1].split())
     assert "1 the ack was refused" in " ".join(alarms_help[1].split())
     assert console[0] == 2 and "station.yaml" in console[2]
+
+
+async def test_recover_shows_the_plans_and_runs_one_until_the_bay_is_normal(
+    mosquitto: Mosquitto, station_id: str
+) -> None:
+    """The operator's way out after an e-stop in fetch, with swapctl only: recover shows the
+    bay and the plans; --run without --plan is a usage error; in maintenance the finish plan,
+    run one step and then the rest, brings the bay back to normal (exit 0)."""
+    from tests.harness import far_deadlines
+    from tests.waits import until
+
+    cfg = station_config(station_id, time_scale=100, **far_deadlines())
+    async with running_station(mosquitto.url, cfg) as st:
+        await st.sim.arrive(1)
+        await st.wait_phase("fetch")
+        assert (await st.command("estop")).ok
+        await until(lambda: not st.controller.station.halting, "the halt to finish")
+        await st.wait_world_settled()
+        where = at(mosquitto.url, station_id)
+        code, out, err = await swapctl("recover", "--json", *where)
+        assert code == 0, err
+        shown = json.loads(out)
+        assert shown["bay"]["normal"] is False
+        assert {p["name"] for p in shown["recovery"]["plans"]} == {"finish", "give_back"}
+        code, out, _ = await swapctl("recover", *where)
+        assert code == 0 and "bay: NOT NORMAL" in out and "plan finish:" in out
+        code, _, err = await swapctl("recover", "--run", *where)
+        assert code == 2 and "--run needs --plan finish or --plan give-back" in err
+        for command in ("ack", "clear", "maintenance"):
+            args = {"alarm_id": "all"} if command == "ack" else {}
+            assert (await st.command(command, **args)).ok
+        code, out, err = await swapctl(
+            "recover", "--plan", "finish", "--run", "--step", "--yes", *where, timeout_s=60
+        )
+        assert code == 0, out + err
+        assert "bay: normal" in out
+        assert st.controller.station.bay.situation.normal

@@ -121,7 +121,9 @@ async def sim(
     return EXIT_OK
 
 
-def _operator(cfg: StationConfig, url: str, station: str, role: str = "swapctl") -> OperatorClient:
+def operator_client(
+    cfg: StationConfig, url: str, station: str, role: str = "swapctl"
+) -> OperatorClient:
     """An operator client logged in with the configured user, whose commands therefore go to
     ``cmd/<user>`` so the controller records who sent them."""
     username = broker_credentials(cfg.broker)["username"]
@@ -138,7 +140,7 @@ async def status(
     timeout_s: float,
     watch: bool = False,
 ) -> int:
-    op = _operator(cfg, url, station)
+    op = operator_client(cfg, url, station)
     try:
         await op.start(wait_s=timeout_s)
     except BusError as exc:
@@ -200,7 +202,7 @@ async def _read(
     cfg: StationConfig, url: str, station: str, what: str, timeout_s: float
 ) -> tuple[OperatorClient | None, int]:
     """Connect, wait for the retained ``what`` topic, disconnect."""
-    op = _operator(cfg, url, station)
+    op = operator_client(cfg, url, station)
     try:
         await op.start(wait_s=timeout_s)
     except BusError as exc:
@@ -268,7 +270,7 @@ def console(cfg: StationConfig, url: str, station: str) -> int:
     """``swapctl console``: the terminal UI (Textual runs its own event loop)."""
     from controller.console.app import ConsoleApp
 
-    ConsoleApp(_operator(cfg, url, station, role="console")).run()
+    ConsoleApp(operator_client(cfg, url, station, role="console")).run()
     return EXIT_OK
 
 
@@ -282,7 +284,7 @@ async def cmd(
     as_json: bool,
     timeout_s: float,
 ) -> int:
-    op = _operator(cfg, url, station)
+    op = operator_client(cfg, url, station)
     try:
         await op.start(wait_s=timeout_s)
     except BusError as exc:

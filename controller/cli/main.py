@@ -38,6 +38,7 @@ from controller.cli.options import (
     log_to_stderr,
     station_config,
 )
+from controller.cli.recover import recover as recover_cmd
 from controller.contract.export import export_contract
 from controller.errors import BusError, ConfigError, SwapstationError
 
@@ -343,6 +344,46 @@ def cmd(
             _parse_args_kv(arg or []),
             as_json=as_json,
             timeout_s=timeout,
+        )
+    )
+
+
+@app.command(short_help="after a swap was cut short: the bay, the plans out, and running one")
+def recover(
+    *,
+    plan: Annotated[
+        str | None,
+        typer.Option("--plan", help="finish (a charged pack) or give-back (the truck's own)"),
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="run the plan (station in maintenance)")
+    ] = False,
+    step: Annotated[bool, typer.Option("--step", help="one step per confirmation")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    station: StationId = None,
+    as_json: AsJson = False,
+    timeout: Timeout = 5.0,
+    config: ConfigFile = None,
+    broker: BrokerUrl = None,
+    verbose: Verbosity = 0,
+) -> int:
+    """The bay's situation and the recovery plans the station proposes; with --plan and --run,
+    run one. Exit codes: 0 shown, or the bay is normal again; 1 refused, failed, not confirmed
+    or still not normal; 2 no status, no broker, bad config."""
+    if run and plan not in ("finish", "give-back", "give_back"):
+        raise typer.BadParameter(
+            "--run needs --plan finish or --plan give-back", param_hint="'--plan'"
+        )
+    log_to_stderr(verbose)
+    cfg = station_config(config)
+    op = commands.operator_client(cfg, broker_url(broker, cfg), station or cfg.station_id)
+
+    def confirm(question: str) -> bool:
+        return yes or typer.confirm(question, default=False)
+
+    return _run(
+        recover_cmd(
+            op, plan=plan, run=run, step=step, as_json=as_json, timeout_s=timeout, confirm=confirm
         )
     )
 

@@ -63,6 +63,7 @@ class GuidedRecovery:
 
     def swap_ended(self, record: SwapRecord) -> None:
         self.cut_short = None if record.result == "completed" else record
+        self._verified = None
 
     def proposal(self, situation: BaySituation) -> RecoveryProposal | None:
         """The plans out, when the bay is not normal and a truck is in it; None otherwise."""
@@ -77,6 +78,7 @@ class GuidedRecovery:
         plans, why_not = propose(
             arm=d.arm, bay=d.bay, door=d.door, rack=d.rack, vehicle=d.vehicle,
             rack_config=self._rack, own_pack=own,
+            verified=self._verified.id if self._verified else None,
         )  # fmt: skip
         return RecoveryProposal(swap_id=swap_id, own_pack=own, plans=plans, unavailable=why_not)
 

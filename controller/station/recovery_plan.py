@@ -42,6 +42,8 @@ class _Bench:
     secured: bool
     hv_on: bool | None
     locked: bool | None
+    #: The pack the truck's BMS has already confirmed (a verify need not be repeated).
+    verified: str | None = None
     steps: list[RecoveryStep] = field(default_factory=list)
 
     def step(self, device: str, action: str, why: str, **args: Any) -> None:
@@ -142,7 +144,9 @@ class _Bench:
         if self.hv_on is not True:
             self.step("vehicle", "hv_on", "high voltage back on")
             self.hv_on = True
-        self.step("vehicle", "verify", f"the BMS must report pack {self.truck_pack.id}")
+        if self.verified != self.truck_pack.id:
+            self.step("vehicle", "verify", f"the BMS must report pack {self.truck_pack.id}")
+            self.verified = self.truck_pack.id
         self.arm_to("home")
         if self.door != "closed":
             self.step("door", "close", "close the doorway")
@@ -161,11 +165,13 @@ def propose(
     vehicle: VehicleState,
     rack_config: RackConfig,
     own_pack: str | None,
+    verified: str | None = None,
 ) -> tuple[list[RecoveryPlan], dict[str, str]]:
     """Every plan that exists from here, and for each that does not, why not.
 
     ``own_pack`` is the pack the truck arrived with (the cut-short swap's ``pack_out``), if
-    known. Needs every device's state: a plan from unknown state would be a guess.
+    known; ``verified`` the pack the truck's BMS has confirmed since (no second verify).
+    Needs every device's state: a plan from unknown state would be a guess.
     """
     if bay.vehicle is None:
         return [], dict.fromkeys(("finish", "give_back"), "no truck in the bay")
@@ -178,6 +184,7 @@ def propose(
         bench = _bench(
             arm=arm, bay=bay, door=door, rack=rack, vehicle=vehicle, rack_config=rack_config
         )
+        bench.verified = verified
         try:
             plans.append(make(bench, own_pack))
         except CannotPlan as exc:
