@@ -1,11 +1,13 @@
 """Generated sections drawn from the phase plan (:mod:`controller.contract.phases`): the phase
-table, the steps and their policies, the phase order; with the shipped station file's numbers."""
+table, the steps and their policies, the phase order and its diagram; with the shipped station
+file's numbers."""
 
 from __future__ import annotations
 
 from controller.config import load_config
 from controller.contract.phases import HOOK_PURPOSE, PHASE_PLAN, describe_plan
 from controller.phase_timing import nominal_phase_s
+from controller.station.machine import phase_diagram
 
 
 def _row(*cells: str) -> str:
@@ -59,3 +61,8 @@ def phase_steps_table() -> str:
 def phase_order() -> str:
     """docs/mqtt-api.md: the swap phases in order, as one line of prose."""
     return " → ".join(f"`{plan.phase.value}`" for plan in PHASE_PLAN)
+
+
+def phase_diagram_block() -> str:
+    """docs/safety.md: the swap phases as a mermaid flowchart (the phase machine's drawing)."""
+    return f"```mermaid\n{phase_diagram()}\n```"
