@@ -36,7 +36,6 @@ class Phase(StrEnum):
     fetch = "fetch"
     insert = "insert"
     lock = "lock"
-    inspect = "inspect"
     verify = "verify"
     release = "release"
 
@@ -67,7 +66,6 @@ class Hook(StrEnum):
     choose_slots = "choose_slots"
     take_charged_pack = "take_charged_pack"
     check_inserted_pack = "check_inserted_pack"
-    check_locked_vehicle = "check_locked_vehicle"
 
 
 #: What each hook does, for the docs' phase table (one line each).
@@ -80,8 +78,6 @@ HOOK_PURPOSE: dict[Hook, str] = {
     "the swap fails)",
     Hook.check_inserted_pack: "the pack the vehicle's BMS reports must be the one inserted "
     "(otherwise the swap fails)",
-    Hook.check_locked_vehicle: "the vehicle link, read again once locked, must report the same "
-    "vehicle with the inserted pack (otherwise the swap fails)",
 }
 
 #: An argument of a step: a literal, or a :class:`Place` standing for that slot's number.
@@ -196,7 +192,6 @@ PHASE_PLAN: tuple[PhasePlan, ...] = (
     ),
     alone(Phase.insert, carry(IN, "vehicle"), lower(IN, Place.vehicle)),
     alone(Phase.lock, do("bay.lock")),
-    alone(Phase.inspect, do("vehicle.identify", then=Hook.check_locked_vehicle)),
     PhasePlan(
         Phase.verify,
         (

@@ -265,15 +265,6 @@ class SwapSequencer:
                 f"BMS reports {verified.pack.id!r}, inserted {inserted!r}",
             )
 
-    async def _check_locked_vehicle(self, run: SwapRun, data: dict[str, Any]) -> None:
-        ident = _data(IdentifyData, "identify", data)
-        inserted = run.pack_id(Pack.incoming)
-        if ident.vehicle_id != run.vehicle_id or ident.pack is None or ident.pack.id != inserted:
-            seen = f"{ident.vehicle_id} with {ident.pack.id if ident.pack else 'no pack'}"
-            raise DeviceFailed(
-                "vehicle", "identify", "wrong_pack", f"reports {seen}, inserted {inserted!r}"
-            )
-
 
 HookBehaviour = Callable[[SwapSequencer, SwapRun, dict[str, Any]], Awaitable[None]]
 
@@ -284,7 +275,6 @@ HOOKS: dict[Hook, HookBehaviour] = {
     Hook.choose_slots: SwapSequencer._choose_slots,
     Hook.take_charged_pack: SwapSequencer._take_charged_pack,
     Hook.check_inserted_pack: SwapSequencer._check_inserted_pack,
-    Hook.check_locked_vehicle: SwapSequencer._check_locked_vehicle,
 }
 if _missing := set(Hook) - set(HOOKS):  # the plan names a hook nobody implements
     raise ValueError(f"no behaviour for hook(s) {sorted(_missing)}")
