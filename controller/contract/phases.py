@@ -5,8 +5,9 @@ Everything about the order of a swap reads this one table: the sequencer interpr
 (``controller/station/swap.py``), the station file's deadlines are checked against it
 (``swap.phase_deadlines_s`` names its phases, ``swap.steps`` its steps), the console draws its
 timeline from it, and the docs' phase table is generated from it (``python -m controller.docgen``).
-Adding a phase is a :class:`Phase` member, one :class:`PhasePlan` entry, the behaviour of any new
-hook, and its deadline in the station file.
+Adding a phase is, in this module, a :class:`Phase` member and a :class:`PhasePlan` entry (and
+for a new hook a :class:`Hook` member with its :data:`HOOK_PURPOSE`); the hook's behaviour in the
+sequencer's ``HOOKS``; the phase's deadline in the station file; then ``make docs``.
 
 It lives in the contract because consoles and integrators read it too: a phase name is what
 ``Status.phase`` and ``PhaseChanged`` carry on the wire. Which actions are motions and which
