@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from controller.contract import DRIVER_ACTIONS, SWAP_PHASES
 from controller.contract.common import Id
+from controller.contract.phases import PLAN_STEP_KEYS
 from controller.error_table import NEVER_RETRIED
 from controller.errors import ConfigError
 
@@ -47,6 +48,10 @@ class StepPolicy(Strict):
 
 
 class SwapConfig(Strict):
+    """The numbers of the swap; what they apply to is the phase plan (``PHASE_PLAN`` in the
+    contract): ``phase_deadlines_s`` has one deadline per phase of the plan, and ``steps`` may
+    give a step of the plan (``device.action``) its own deadline and retries."""
+
     budget_s: float = Field(default=180.0, gt=0)
     phase_deadlines_s: dict[str, Annotated[float, Field(gt=0)]]
     ack_timeout_s: float = Field(
@@ -55,11 +60,16 @@ class SwapConfig(Strict):
     steps: dict[str, StepPolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _steps_name_real_actions(self) -> Self:
+    def _steps_name_steps_of_the_plan(self) -> Self:
         for key, policy in self.steps.items():
             device, _, action = key.partition(".")
             if action not in DRIVER_ACTIONS.get(device, {}):
                 raise ValueError(f"steps.{key}: no such driver action (write device.action)")
+            if key not in PLAN_STEP_KEYS:
+                raise ValueError(
+                    f"steps.{key}: not a step of the swap plan; its steps are "
+                    + ", ".join(sorted(PLAN_STEP_KEYS))
+                )
             if key in NEVER_RETRIED and policy.retries:
                 raise ValueError(f"steps.{key}: moves a pack, so it is never retried")
         return self

@@ -71,6 +71,8 @@ from controller.contract import (
     PhaseChanged,
     SwapFinished,
 )
+from controller.contract.phases import Place
+from controller.phase_timing import nominal_phase_s
 from simulator.app import Simulator
 from tests.brokers import Mosquitto
 from tests.chaos_helpers import (
@@ -98,53 +100,23 @@ OBSERVE_STATION_S = 30.0
 
 
 def nominal_stage_s(cfg: StationConfig) -> dict[str, float]:
-    """Nominal station seconds of each stage of a truck's visit: the simulator's nominal action
-    times along each phase's critical path (docs/architecture.md, "The station"), the arm's
-    moves over the rail distances of a first swap (stow in the lowest free slot, fetch the
-    best charged pack); manoeuvring in and driving out from the traffic settings."""
+    """Nominal station seconds of each stage of a truck's visit: the phase plan priced at the
+    simulator's nominal action times (``controller.phase_timing``), the arm's moves over the rail
+    distances of a first swap (stow in the lowest free slot, fetch the best charged pack);
+    manoeuvring in and driving out from the traffic settings."""
     sim = cfg.simulator
-    lay = sim.layout
-
-    def t(action: str, metres: float = 0.0) -> float:
-        timing = sim.actions[action]
-        return timing.nominal_s + timing.per_m_s * metres
-
-    def rail_m(place: str | int) -> float:
-        if place == "home":
-            return lay.home_m
-        if place == "vehicle":
-            return lay.vehicle_m
-        return lay.first_slot_m + (int(place) - 1) * lay.slot_pitch_m
-
-    def move(a: str | int, b: str | int) -> float:
-        return t("arm.move", abs(rail_m(a) - rail_m(b)))
-
     occupied = {p.slot for p in sim.initial_packs}
     stow = min(s.slot for s in cfg.rack.slots if s.slot not in occupied)
     fetch = max(sim.initial_packs, key=lambda p: (p.soc, -p.slot)).slot
+    phases = nominal_phase_s(cfg, slots={Place.stow: [stow], Place.fetch: [fetch]})
     return {
         "manoeuvre": sim.traffic.manoeuvre_s.nominal_s,
-        "identify": t("vehicle.identify"),
-        "position": t("bay.secure"),
-        "prepare": max(
-            t("door.open") + move("home", "vehicle"), t("vehicle.hv_off"), t("rack.undock")
-        ),
-        "unlock": t("bay.unlock"),
-        "remove": t("arm.lift"),
-        "stow": move("vehicle", stow) + t("arm.lower") + t("rack.dock"),
-        "fetch": move(stow, fetch) + t("arm.lift"),
-        "insert": move(fetch, "vehicle") + t("arm.lower"),
-        "lock": t("bay.lock"),
-        "verify": max(
-            t("vehicle.hv_on") + t("vehicle.verify"), move("vehicle", "home") + t("door.close")
-        ),
-        "release": t("bay.release"),
+        **{phase.value: seconds for phase, seconds in phases.items()},
         "departing": sim.traffic.depart_s.nominal_s,
     }
 
 
 NOMINAL_S = nominal_stage_s(load_config())
-assert list(NOMINAL_S)[1:-1] == [p.value for p in SWAP_PHASES], "a swap phase has no estimate"
 STAGES = tuple(NOMINAL_S)
 
 #: Controller bugs this test found, by the id the summary and the regression tests use. Both

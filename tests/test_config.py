@@ -1,16 +1,15 @@
 """The station file: the shipped defaults model a real heavy-truck station, and bad files are
 refused with the file, the field path and the reason (one line, never a traceback).
 
-The nominal-swap arithmetic below follows the phase table of docs/architecture.md, so a change
-to the defaults that would make a nominal swap miss its 150 s target fails here, before anyone
-runs a demo.
+The nominal-swap arithmetic below prices the phase plan (``PHASE_PLAN``, the one the sequencer
+runs) at the simulated action timings, so a change to the plan or to the defaults that would
+make a nominal swap miss its 150 s target fails here, before anyone runs a demo.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,96 +17,9 @@ import pytest
 import yaml
 
 from controller.config import DEFAULT_CONFIG, StationConfig, load_config
-from controller.contract import DRIVER_ACTIONS, SWAP_PHASES
+from controller.contract import DRIVER_ACTIONS, PHASE_PLAN, SWAP_PHASES
 from controller.errors import ConfigError
-
-# ---- the nominal swap, per the phase table of docs/architecture.md ------------------------
-
-
-@dataclass(frozen=True)
-class Act:
-    """One driver action; ``src``/``dst`` are arm positions for ``arm.move``."""
-
-    name: str
-    src: str = ""
-    dst: str = ""
-
-
-@dataclass(frozen=True)
-class Seq:
-    steps: tuple[Step, ...]
-
-
-@dataclass(frozen=True)
-class Par:
-    branches: tuple[Step, ...]
-
-
-Step = Act | Seq | Par
-
-
-def seq(*steps: Step) -> Seq:
-    return Seq(steps)
-
-
-def par(*branches: Step) -> Par:
-    return Par(branches)
-
-
-def move(src: str, dst: str) -> Act:
-    return Act("arm.move", src, dst)
-
-
-# Arm positions: "home", "vehicle" or "slot". Each move involving a slot is taken at its worst
-# case over the rack's slots (the farthest slot; for slot to slot, the two ends of the rack).
-PHASE_TABLE: dict[str, Step] = {
-    "identify": Act("vehicle.identify"),
-    "position": Act("bay.secure"),
-    "prepare": par(
-        seq(Act("door.open"), move("home", "vehicle")),
-        Act("vehicle.hv_off"),
-        Act("rack.undock"),
-    ),
-    "unlock": Act("bay.unlock"),
-    "remove": Act("arm.lift"),
-    "stow": seq(move("vehicle", "slot"), Act("arm.lower"), Act("rack.dock")),
-    "fetch": seq(move("slot", "slot"), Act("arm.lift")),
-    "insert": seq(move("slot", "vehicle"), Act("arm.lower")),
-    "lock": Act("bay.lock"),
-    "verify": par(
-        seq(Act("vehicle.hv_on"), Act("vehicle.verify")),
-        seq(move("vehicle", "home"), Act("door.close")),
-    ),
-    "release": Act("bay.release"),
-}
-
-
-def _distance_m(src: str, dst: str, cfg: StationConfig) -> float:
-    """Longest rail distance of a move from ``src`` to ``dst`` over every choice of slot."""
-    lay = cfg.simulator.layout
-    slots = [lay.first_slot_m + (s.slot - 1) * lay.slot_pitch_m for s in cfg.rack.slots]
-    where = {"home": [lay.home_m], "vehicle": [lay.vehicle_m], "slot": slots}
-    return max(abs(a - b) for a in where[src] for b in where[dst])
-
-
-def duration(step: Step, cfg: StationConfig, *, jitter: bool = False) -> float:
-    """Nominal seconds of ``step`` (``jitter``: every action at its slowest)."""
-    if isinstance(step, Seq):
-        return sum(duration(s, cfg, jitter=jitter) for s in step.steps)
-    if isinstance(step, Par):
-        return max(duration(b, cfg, jitter=jitter) for b in step.branches)
-    timing = cfg.simulator.actions[step.name]
-    seconds = timing.nominal_s
-    if step.src:
-        seconds += timing.per_m_s * _distance_m(step.src, step.dst, cfg)
-    return seconds * (1 + timing.jitter) if jitter else seconds
-
-
-def _actions(step: Step) -> list[Act]:
-    if isinstance(step, Act):
-        return [step]
-    parts = step.steps if isinstance(step, Seq) else step.branches
-    return [a for p in parts for a in _actions(p)]
+from controller.phase_timing import nominal_phase_s
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +42,10 @@ def test_defaults_model_a_heavy_truck_station(cfg: StationConfig) -> None:
         assert pack.mass_kg >= 2500, name  # a heavy-truck pack is ~3 t
         assert pack.capacity_kwh >= 150, name
     assert cfg.simulator.traffic.pack_type in cfg.rack.pack_types
-    assert duration(move("vehicle", "slot"), cfg) >= 10, "moving a 3 t pack takes tens of seconds"
+    lay, move = cfg.simulator.layout, cfg.simulator.actions["arm.move"]
+    farthest_m = lay.first_slot_m + (max(s.slot for s in cfg.rack.slots) - 1) * lay.slot_pitch_m
+    carry_s = move.nominal_s + move.per_m_s * abs(farthest_m - lay.vehicle_m)
+    assert carry_s >= 10, "moving a 3 t pack takes tens of seconds"
     assert 0 < cfg.rack.swappable_soc <= 1
     charged = [p for p in cfg.simulator.initial_packs if p.soc >= cfg.rack.swappable_soc]
     assert charged, "the rack must start with at least one swappable pack"
@@ -142,26 +57,29 @@ def test_every_driver_action_has_a_simulated_duration(cfg: StationConfig) -> Non
     assert set(cfg.simulator.actions) <= declared, "timing for an action no driver knows"
 
 
-def test_phase_table_covers_every_phase_with_known_actions() -> None:
-    assert list(PHASE_TABLE) == [p.value for p in SWAP_PHASES]
-    for phase, step in PHASE_TABLE.items():
-        for act in _actions(step):
-            device, action = act.name.split(".")
-            assert action in DRIVER_ACTIONS[device], (phase, act.name)
-
-
 def test_nominal_swap_leaves_slack_in_the_budget(cfg: StationConfig) -> None:
-    per_phase = {phase: duration(step, cfg) for phase, step in PHASE_TABLE.items()}
-    total = sum(per_phase.values())
-    assert total <= 150, per_phase
-    slowest = sum(duration(step, cfg, jitter=True) for step in PHASE_TABLE.values())
+    per_phase = nominal_phase_s(cfg)
+    assert list(per_phase) == [p.phase for p in PHASE_PLAN]
+    assert sum(per_phase.values()) <= 150, per_phase
+    slowest = sum(nominal_phase_s(cfg, jitter=True).values())
     assert slowest <= cfg.swap.budget_s, "every action at its slowest jitter still fits"
 
 
 def test_every_phase_fits_its_deadline_at_worst_jitter(cfg: StationConfig) -> None:
-    for phase, step in PHASE_TABLE.items():
-        slowest = duration(step, cfg, jitter=True)
-        assert slowest < cfg.swap.phase_deadlines_s[phase], (phase, slowest)
+    for phase, slowest in nominal_phase_s(cfg, jitter=True).items():
+        assert slowest < cfg.swap.phase_deadlines_s[phase.value], (phase, slowest)
+
+
+def test_every_step_policy_fits_its_phase_deadline(cfg: StationConfig) -> None:
+    """All attempts of a step with a policy fit the deadline of every phase that runs it, so a
+    retry the station file allows can happen before the phase runs out of time."""
+    for plan in PHASE_PLAN:
+        for step in plan.steps:
+            policy = cfg.swap.steps.get(step.key)
+            if policy is not None and policy.deadline_s is not None:
+                attempts_s = policy.deadline_s * (1 + policy.retries)
+                deadline_s = cfg.swap.phase_deadlines_s[plan.phase.value]
+                assert attempts_s <= deadline_s, (plan.phase, step.key, attempts_s)
 
 
 # ---- bad files ------------------------------------------------------------------------------
@@ -216,6 +134,10 @@ BAD: list[tuple[str, Edit, str, str]] = [
      "simulator.initial_packs", "slot 42 is not in the rack"),
     ("rack-full", _fill_rack, "simulator.initial_packs", "free slot"),
     ("negative-budget", _set("swap", "budget_s", value=-1), "swap.budget_s", "greater than 0"),
+    ("step-not-in-plan", _set("swap", "steps", "arm.stop", value={"deadline_s": 2}),
+     "swap.steps.arm.stop", "not a step of the swap plan"),
+    ("step-no-such-action", _set("swap", "steps", "arm.fly", value={"retries": 1}),
+     "swap.steps.arm.fly", "no such driver action"),
 ]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 
 from controller.cli.demo import compare_with_world
-from controller.contract import SWAP_PHASES, Mode, Phase
+from controller.contract import PHASE_PLAN, SWAP_PHASES, Mode, Phase
 from controller.error_table import ALARMS
 from tests.harness import StationUnderTest, running_station, station_config
 from tests.waits import until
@@ -32,28 +32,33 @@ pytestmark = pytest.mark.timeout(60)
 
 KINDS = ("fail", "hang", "slow", "disconnect", "lie", "drop", "estop", "light_curtain")
 
-#: The action each phase's fault strikes (the phase's first action of that device).
+#: Phases whose fault strikes another step than their first: the step worth striking there.
+STRIKE_INSTEAD: dict[str, str] = {"fetch": "arm.lift", "verify": "vehicle.verify"}
+#: The action each phase's fault strikes, from the phase plan: its first step, or the one above
+#: (a phase with no driver action has nothing to strike).
 STRIKE: dict[str, str] = {
-    "identify": "vehicle.identify",
-    "position": "bay.secure",
-    "prepare": "door.open",
-    "unlock": "bay.unlock",
-    "remove": "arm.lift",
-    "stow": "arm.move",
-    "fetch": "arm.lift",
-    "insert": "arm.move",
-    "lock": "bay.lock",
-    "verify": "vehicle.verify",
-    "release": "bay.release",
+    p.phase.value: STRIKE_INSTEAD.get(p.phase.value, p.steps[0].key) for p in PHASE_PLAN if p.steps
 }
-#: ``drop`` needs a pack in the gripper: in the other phases it strikes the arm's next move,
-#: which carries no pack, so the spec is not consumed and the swap completes.
+#: ``drop`` needs a pack in the gripper: it strikes the first step of a phase that moves or
+#: carries a pack. In the other phases it strikes the arm's next move, which carries no pack, so
+#: the spec is not consumed and the swap completes.
 DROP_STRIKE: dict[str, str] = {
-    "stow": "arm.move",
-    "insert": "arm.move",
-    "remove": "arm.lift",
-    "fetch": "arm.lift",
+    p.phase.value: next(s.key for s in p.steps if s.moves or s.carries)
+    for p in PHASE_PLAN
+    if any(s.moves or s.carries for s in p.steps)
 }
+
+
+def test_every_strike_is_a_step_of_its_phase() -> None:
+    """A strike on an action the phase never sends would never fire: the swap would complete
+    and the matrix would pass without testing anything."""
+    for p in PHASE_PLAN:
+        keys = [s.key for s in p.steps]
+        assert STRIKE.get(p.phase.value) in (keys or [None]), (p.phase, STRIKE.get(p.phase.value))
+        assert DROP_STRIKE.get(p.phase.value, STRIKE.get(p.phase.value)) in (keys or [None])
+    assert set(STRIKE_INSTEAD) <= set(STRIKE)
+    assert DROP_STRIKE, "no phase of the plan holds a pack: drop would test nothing"
+
 
 MATRIX: dict[tuple[str, str], str] = {}
 
@@ -119,7 +124,7 @@ async def _settle(st: StationUnderTest) -> str:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("phase", [p.value for p in SWAP_PHASES])
+@pytest.mark.parametrize("phase", list(STRIKE))
 async def test_fault_at_phase_ends_safe(
     embedded_broker: object, station_id: str, phase: str, kind: str
 ) -> None:

@@ -15,8 +15,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import RichLog, Static
 
-from controller.console.model import ConsoleModel, LogEntry, Stamped
-from controller.contract import DEVICES, SWAP_PHASES, Mode, PackInfo, Severity
+from controller.console.model import ConsoleModel, LogEntry, Stamped, Timeline
+from controller.contract import DEVICES, PHASE_PLAN, Mode, PackInfo, Severity, SwapRecord
+from controller.contract.phases import PLAN_OF, describe_plan
 
 T = TypeVar("T")
 
@@ -155,7 +156,8 @@ class StationBar(Panelled):
 
 
 class SwapPanel(Panelled):
-    """The running swap: elapsed against the budget, and the per-phase timeline."""
+    """The running swap: elapsed against the budget, the timeline of the phase plan's phases,
+    and the plan's steps of the phase under way."""
 
     TITLE = "swap"
 
@@ -176,41 +178,57 @@ class SwapPanel(Panelled):
             None if running is None else round(running, 1),
         ):
             return
-        head = Text()
         budget = item.value.budget_s if item else 180.0
-        if line.swap_id is None:
-            head.append("no swap yet", "dim")
-        elif line.record is not None:
-            r = line.record
-            head.append(f"last swap {r.swap_id}  vehicle {r.vehicle_id or '?'}  ")
-            head.append(f"{r.result}", "green" if r.result == "completed" else "bold red")
-            head.append(f" after {r.duration_s:.1f} s of {r.budget_s:.0f} s  ")
-            if r.result == "completed":
-                head.append(
-                    *(("in budget", "green") if r.in_budget else ("OVER BUDGET", "bold red"))
-                )
-            elif r.reason:
-                head.append(r.reason, "red")
+        steps = Text()  # a line even between swaps, so the panels below do not jump
+        if line.record is None and line.current in PLAN_OF:
+            plan = PLAN_OF[line.current]
+            steps.append(f"{plan.phase.value} steps: {describe_plan(plan)}", "dim")
+        head = _swap_head(line, elapsed or 0.0, budget, stale=fresh[0])
+        self.show(Group(head, _timeline(line, running or 0.0, stale=fresh[0]), steps), fresh)
+
+
+def _swap_head(line: Timeline, elapsed: float, budget: float, *, stale: bool) -> Text:
+    """Which swap, and its clock against the budget; after it, its result and verdict."""
+    head = Text()
+    if line.swap_id is None:
+        head.append("no swap yet", "dim")
+    elif line.record is not None:
+        head.append_text(_swap_result(line.record))
+    else:
+        head.append(f"swap {line.swap_id}  vehicle {line.vehicle_id or '?'}  ")
+        head.append_text(_budget_bar(elapsed, budget, stale=stale))
+    return head
+
+
+def _swap_result(r: SwapRecord) -> Text:
+    head = Text(f"last swap {r.swap_id}  vehicle {r.vehicle_id or '?'}  ")
+    head.append(f"{r.result}", "green" if r.result == "completed" else "bold red")
+    head.append(f" after {r.duration_s:.1f} s of {r.budget_s:.0f} s  ")
+    if r.result == "completed":
+        head.append(*(("in budget", "green") if r.in_budget else ("OVER BUDGET", "bold red")))
+    elif r.reason:
+        head.append(r.reason, "red")
+    return head
+
+
+def _timeline(line: Timeline, running: float, *, stale: bool) -> Table:
+    """One column per phase of the plan: seconds it took, the running one, or pending."""
+    table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
+    cells: list[Text] = []
+    for plan in PHASE_PLAN:
+        state = line.state_of(plan.phase)
+        title_style = "bold" if state == "current" else "dim"
+        table.add_column(Text(plan.phase.value, title_style), justify="center")
+        if state == "done":
+            took = line.durations.get(plan.phase)
+            cells.append(Text(f"{took:.1f} s" if took is not None else "done", "green"))
+        elif state == "current":
+            style = STALE_BADGE if stale else "bold black on yellow"
+            cells.append(Text(f"> {running:.1f} s", style))
         else:
-            head.append(f"swap {line.swap_id}  vehicle {line.vehicle_id or '?'}  ")
-            head.append_text(_budget_bar(elapsed or 0.0, budget, stale=fresh[0]))
-        table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
-        cells: list[Text] = []
-        for phase in SWAP_PHASES:
-            state = line.state_of(phase)
-            table.add_column(
-                Text(phase.value, "bold" if state == "current" else "dim"), justify="center"
-            )
-            if state == "done":
-                took = line.durations.get(phase)
-                cells.append(Text(f"{took:.1f} s" if took is not None else "done", "green"))
-            elif state == "current":
-                style = STALE_BADGE if fresh[0] else "bold black on yellow"
-                cells.append(Text(f"> {running or 0:.1f} s", style))
-            else:
-                cells.append(Text("·", "grey42"))
-        table.add_row(*cells)
-        self.show(Group(head, table), fresh)
+            cells.append(Text("·", "grey42"))
+    table.add_row(*cells)
+    return table
 
 
 def _budget_bar(elapsed: float, budget: float, width: int = 40, *, stale: bool = False) -> Text:

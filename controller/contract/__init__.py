@@ -36,7 +36,6 @@ from controller.contract.drivers import (
     WorldPack,
 )
 from controller.contract.operator import (
-    SWAP_PHASES,
     AlarmRaised,
     Alarms,
     CommandHandled,
@@ -48,7 +47,6 @@ from controller.contract.operator import (
     Mode,
     ModeChanged,
     OperatorCommand,
-    Phase,
     PhaseChanged,
     Reply,
     SlotInfo,
@@ -58,6 +56,7 @@ from controller.contract.operator import (
     SwapResult,
     VehicleArrived,
 )
+from controller.contract.phases import PHASE_PLAN, SWAP_PHASES, Phase, PhasePlan
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, DeviceId, Topics
 
 __all__ = [
@@ -70,6 +69,7 @@ __all__ = [
     "OFFLINE",
     "ONLINE",
     "OPERATOR_COMMANDS",
+    "PHASE_PLAN",
     "SCHEMA_VERSION",
     "SWAP_PHASES",
     "AlarmInfo",
@@ -99,6 +99,7 @@ __all__ = [
     "PayloadError",
     "Phase",
     "PhaseChanged",
+    "PhasePlan",
     "RackSlotState",
     "RackState",
     "Reply",

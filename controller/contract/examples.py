@@ -41,7 +41,6 @@ from controller.contract.operator import (
     Mode,
     ModeChanged,
     OperatorCommand,
-    Phase,
     PhaseChanged,
     Reply,
     Status,
@@ -49,6 +48,7 @@ from controller.contract.operator import (
     SwapRecord,
     VehicleArrived,
 )
+from controller.contract.phases import Phase
 from controller.contract.topics import OFFLINE, ONLINE, Topics
 
 #: Name of the plain-text liveness message (``online`` / ``offline``), the one non-JSON payload.

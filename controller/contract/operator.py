@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, TypeAdapter
 from controller.contract.bay import BaySituation, RecoveryProposal
 from controller.contract.common import AlarmInfo, Id, Message, PackInfo, Part
 from controller.contract.drivers import RackSlotState
+from controller.contract.phases import Phase
 
 
 class Mode(StrEnum):
@@ -24,26 +25,6 @@ class Mode(StrEnum):
     stopped = "stopped"
     estopped = "estopped"
     maintenance = "maintenance"
-
-
-class Phase(StrEnum):
-    """Swap phases in order. ``waiting`` is execute mode with no truck stopped in the bay."""
-
-    waiting = "waiting"
-    identify = "identify"
-    position = "position"
-    prepare = "prepare"
-    unlock = "unlock"
-    remove = "remove"
-    stow = "stow"
-    fetch = "fetch"
-    insert = "insert"
-    lock = "lock"
-    verify = "verify"
-    release = "release"
-
-
-SWAP_PHASES: tuple[Phase, ...] = tuple(p for p in Phase if p is not Phase.waiting)
 
 
 class OperatorCommand(Message):

@@ -29,6 +29,12 @@ from controller.docgen.commands import (
     operator_commands_table,
 )
 from controller.docgen.faults import errors_section, interlocks_section
+from controller.docgen.phases import (
+    phase_diagram_block,
+    phase_order,
+    phase_steps_table,
+    phase_table,
+)
 
 #: Section name -> the markdown it holds (without the marker lines).
 SECTIONS: Mapping[str, Callable[[], str]] = {
@@ -39,6 +45,10 @@ SECTIONS: Mapping[str, Callable[[], str]] = {
     "mode-diagram": mode_diagram_block,
     "errors": errors_section,
     "interlocks": interlocks_section,
+    "phases": phase_table,
+    "phase-steps": phase_steps_table,
+    "phase-order": phase_order,
+    "phase-diagram": phase_diagram_block,
 }
 
 ROOT = Path(__file__).resolve().parents[2]
