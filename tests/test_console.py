@@ -141,6 +141,15 @@ def test_every_console_action_is_an_operator_command_and_every_command_has_a_key
         "reset",
         "manual",
         "set_location",
+        "recover",
+    }
+    # a number is sent as one; an optional argument left empty is left out
+    assert parse_args(BY_CMD["recover"], {"plan": "finish", "steps": "2"}) == {
+        "plan": "finish",
+        "steps": 2,
+    }
+    assert parse_args(BY_CMD["recover"], {"plan": "give_back", "steps": ""}) == {
+        "plan": "give_back"
     }
     assert parse_args(BY_CMD["manual"], {"device": "door", "action": "open", "args": ""}) == {
         "device": "door",

@@ -51,6 +51,7 @@ CONDITIONS = {
     "inventory_mismatch",
     "pack_location_unknown",
     "journal_damaged",
+    "recovery_failed",
 }
 
 #: One error of every kind the controller raises, as it raises them.

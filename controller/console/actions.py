@@ -12,7 +12,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from controller.contract.commands import COMMANDS, CommandSpec, ConsoleKey, object_fields
+from controller.contract.commands import (
+    COMMANDS,
+    CommandSpec,
+    ConsoleKey,
+    number_fields,
+    object_fields,
+    optional_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,8 @@ class Field:
     label: str
     default: str = ""
     json: bool = False  # parse the text as JSON (an object), e.g. manual's ``args``
+    number: bool = False  # send the text as a number, e.g. recover's ``steps``
+    optional: bool = False  # left empty, the argument is left out
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class Action:
 
     @classmethod
     def of(cls, spec: CommandSpec, console: ConsoleKey) -> Action:
-        objects = object_fields(spec)
+        objects, numbers, optional = object_fields(spec), number_fields(spec), optional_fields(spec)
         return cls(
             cmd=spec.name,
             key=console.key,
@@ -49,7 +58,15 @@ class Action:
             confirm=spec.destructive,
             fast=spec.urgent,
             fields=tuple(
-                Field(f.name, f.label, f.default, json=f.name in objects) for f in console.fields
+                Field(
+                    f.name,
+                    f.label,
+                    f.default,
+                    json=f.name in objects,
+                    number=f.name in numbers,
+                    optional=f.name in optional,
+                )
+                for f in console.fields
             ),
             anywhere=console.anywhere,
         )
@@ -72,6 +89,14 @@ def parse_args(action: Action, values: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in action.fields:
         text = values.get(f.name, "").strip()
+        if not text and f.optional and not f.json:
+            continue
+        if f.number:
+            try:
+                out[f.name] = json.loads(text)
+            except ValueError:
+                raise BadArgument(f"{f.name} must be a number") from None
+            continue
         if f.json:
             try:
                 value = json.loads(text or "{}")

@@ -312,7 +312,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         valid_in=(Mode.maintenance,),
         args=RecoverArgs,
         destructive=True,
-        console=ConsoleKey("V", "Recover", (PromptField("plan", "plan (finish, give_back)"),)),
+        console=ConsoleKey(
+            "V",
+            "Recover",
+            (
+                PromptField("plan", "plan (finish, give_back)"),
+                PromptField("steps", "how many steps (empty: all)"),
+            ),
+        ),
     ),
     CommandSpec(
         "suspend",
@@ -359,6 +366,19 @@ def object_fields(spec: CommandSpec) -> frozenset[str]:
     """The arguments of ``spec`` that take a JSON object (the console parses them as JSON)."""
     props = spec.args.model_json_schema().get("properties", {})
     return frozenset(name for name, prop in props.items() if "object" in _json_types(prop))
+
+
+def number_fields(spec: CommandSpec) -> frozenset[str]:
+    """The arguments of ``spec`` that take a number (the console sends what is typed as one)."""
+    props = spec.args.model_json_schema().get("properties", {})
+    return frozenset(
+        name for name, prop in props.items() if {"integer", "number"} & set(_json_types(prop))
+    )
+
+
+def optional_fields(spec: CommandSpec) -> frozenset[str]:
+    """The arguments of ``spec`` that may be left out (an empty prompt leaves them out)."""
+    return frozenset(n for n, info in spec.args.model_fields.items() if not info.is_required())
 
 
 def describe_args(spec: CommandSpec) -> str:
