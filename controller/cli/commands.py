@@ -121,6 +121,16 @@ async def sim(
     return EXIT_OK
 
 
+async def connect(op: OperatorClient, timeout_s: float) -> bool:
+    """Connect ``op``; False (said on stderr) if the broker cannot be reached."""
+    try:
+        await op.start(wait_s=timeout_s)
+    except BusError as exc:
+        print(f"swapctl: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def operator_client(
     cfg: StationConfig, url: str, station: str, role: str = "swapctl"
 ) -> OperatorClient:
@@ -141,10 +151,7 @@ async def status(
     watch: bool = False,
 ) -> int:
     op = operator_client(cfg, url, station)
-    try:
-        await op.start(wait_s=timeout_s)
-    except BusError as exc:
-        print(f"swapctl: {exc}", file=sys.stderr)
+    if not await connect(op, timeout_s):
         return EXIT_UNAVAILABLE
     try:
         await op.wait_for(
@@ -203,10 +210,7 @@ async def _read(
 ) -> tuple[OperatorClient | None, int]:
     """Connect, wait for the retained ``what`` topic, disconnect."""
     op = operator_client(cfg, url, station)
-    try:
-        await op.start(wait_s=timeout_s)
-    except BusError as exc:
-        print(f"swapctl: {exc}", file=sys.stderr)
+    if not await connect(op, timeout_s):
         return None, EXIT_UNAVAILABLE
     try:
         await op.wait_for(
@@ -285,10 +289,7 @@ async def cmd(
     timeout_s: float,
 ) -> int:
     op = operator_client(cfg, url, station)
-    try:
-        await op.start(wait_s=timeout_s)
-    except BusError as exc:
-        print(f"swapctl: {exc}", file=sys.stderr)
+    if not await connect(op, timeout_s):
         return EXIT_UNAVAILABLE
     try:
         reply = await op.command(name, args, timeout_s=timeout_s)

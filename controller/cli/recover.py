@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from controller.cli.commands import connect
 from controller.console.client import OperatorClient
 from controller.contract import Status
 from controller.contract.bay import RecoveryPlan, RecoveryProposal
-from controller.errors import BusError
 
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
 #: Real seconds a driver action may take before swapctl stops waiting for the reply.
@@ -62,10 +62,7 @@ async def recover(
     timeout_s: float,
     confirm: Confirm,
 ) -> int:
-    try:
-        await op.start(wait_s=timeout_s)
-    except BusError as exc:
-        print(f"swapctl: {exc}", file=sys.stderr)
+    if not await connect(op, timeout_s):
         return EXIT_UNAVAILABLE
     try:
         await op.wait_for(lambda: op.status is not None, timeout_s)
@@ -93,29 +90,17 @@ def _show(status: Status, *, as_json: bool) -> None:
 
 
 async def _run(op: OperatorClient, name: str, *, step: bool, confirm: Confirm) -> int:
+    """Send the plan (or its next step, until the bay is normal); the exit code."""
     while True:
         status = op.status
         assert status is not None
         if status.bay is not None and status.bay.normal:
             print("bay: normal")
             return EXIT_OK
-        chosen = _plan(status.recovery, name)
-        if isinstance(chosen, str):
-            print(f"refused: {chosen}")
+        failed = await _send(op, status, name, step=step, confirm=confirm)
+        if failed is not None:
+            print(failed)
             return EXIT_FAILED
-        todo = chosen.steps[:1] if step else chosen.steps
-        print(plan_text(chosen))
-        what = f"step 1: {todo[0].device}.{todo[0].action}" if step else f"all {len(todo)} steps"
-        if not confirm(f"run {what} of plan {name}?"):
-            print("not confirmed: nothing sent")
-            return EXIT_FAILED
-        args: dict[str, object] = {"plan": name} | ({"steps": 1} if step else {})
-        before = status.ts
-        reply = await op.command("recover", args, timeout_s=STEP_WAIT_S * len(todo))
-        if reply is None or not reply.ok:
-            print(f"refused: recover: {reply.error if reply else 'no reply'}")
-            return EXIT_FAILED
-        await op.wait_for(_newer_than(op, before), 10.0)
         if not step:
             bay = op.status.bay if op.status else None
             if bay is not None and bay.normal:
@@ -123,6 +108,26 @@ async def _run(op: OperatorClient, name: str, *, step: bool, confirm: Confirm) -
                 return EXIT_OK
             print("bay still not normal: " + "; ".join(bay.not_normal if bay else ["?"]))
             return EXIT_FAILED
+
+
+async def _send(
+    op: OperatorClient, status: Status, name: str, *, step: bool, confirm: Confirm
+) -> str | None:
+    """One ``recover`` command after confirmation; what went wrong, or None."""
+    chosen = _plan(status.recovery, name)
+    if isinstance(chosen, str):
+        return f"refused: {chosen}"
+    todo = chosen.steps[:1] if step else chosen.steps
+    print(plan_text(chosen))
+    what = f"step 1: {todo[0].device}.{todo[0].action}" if step else f"all {len(todo)} steps"
+    if not confirm(f"run {what} of plan {name}?"):
+        return "not confirmed: nothing sent"
+    args: dict[str, object] = {"plan": name} | ({"steps": 1} if step else {})
+    reply = await op.command("recover", args, timeout_s=STEP_WAIT_S * len(todo))
+    if reply is None or not reply.ok:
+        return f"refused: recover: {reply.error if reply else 'no reply'}"
+    await op.wait_for(_newer_than(op, status.ts), 10.0)
+    return None
 
 
 def _newer_than(op: OperatorClient, ts: datetime) -> Callable[[], bool]:

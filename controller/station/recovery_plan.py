@@ -84,17 +84,18 @@ class _Bench:
 
     def take_from_truck(self) -> None:
         assert self.truck_pack is not None
-        self.arm_to("vehicle")
-        self.unlock()
-        self.step("arm", "lift", f"lift pack {self.truck_pack.id} off the truck")
+        self._at_truck("lift", f"lift pack {self.truck_pack.id} off the truck")
         self.gripper, self.truck_pack = self.truck_pack, None
 
     def put_on_truck(self) -> None:
         assert self.gripper is not None
+        self._at_truck("lower", f"lower pack {self.gripper.id} onto the truck")
+        self.truck_pack, self.gripper = self.gripper, None
+
+    def _at_truck(self, action: str, why: str) -> None:
         self.arm_to("vehicle")
         self.unlock()
-        self.step("arm", "lower", f"lower pack {self.gripper.id} onto the truck")
-        self.truck_pack, self.gripper = self.gripper, None
+        self.step("arm", action, why)
 
     # ---- the rack ------------------------------------------------------------------------------
     def stow(self) -> None:
