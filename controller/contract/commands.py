@@ -190,7 +190,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         precondition=Precondition(
             "ready_to_start",
             "every driver online, the safety relay ok, the rack reported, no pack `unknown`, "
-            "the journal agreeing with the sensors, an empty gripper",
+            "the journal sound and agreeing with the sensors, an empty gripper, the bay normal "
+            "(status `bay.normal`)",
         ),
         console=ConsoleKey("s", "Start"),
     ),

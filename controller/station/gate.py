@@ -67,13 +67,20 @@ class MotionGate:
         #: (device, action, error code) of every retry, for reports and tests.
         self.retries: list[tuple[str, str, str]] = []
         self._mode_changed = Changes()
+        #: Devices commanded since the swap began (told to stop if it fails); the gate's own.
         self.touched: set[str] = set()
+        #: Station seconds the swap has spent held; the gate's own.
         self.held_s = 0.0
         self._paused_at: float | None = None
         #: Deadlines now running, with their remaining real seconds while paused.
         self._running: dict[asyncio.Timeout, float | None] = {}
         #: Per running deadline, the steps cancelled under it (named if it is the one expiring).
         self._cut_short: dict[asyncio.Timeout, list[str]] = {}
+
+    def begin_swap(self) -> None:
+        """A new swap: nothing touched, nothing held yet."""
+        self.touched = set()
+        self.held_s = 0.0
 
     def mode_changed(self) -> None:
         """The station calls this on every mode change.

@@ -3,7 +3,7 @@
 The machines *validate and record*: which command is valid in which mode, which phase follows
 which. Their callbacks are quick and synchronous in effect (they only notify the station); the
 awaited I/O of a swap lives in the sequencer task, because transitions swallows cancellation of a
-running trigger (field notes, upstream issues #704/#713).
+running trigger (upstream issues #704/#713).
 
 Even quick callbacks leave transitions' own awaits, where a cancellation can land; transitions
 then returns False as if nothing happened and the task runs on (a swap that would not stop hung a

@@ -339,7 +339,8 @@ class Station:
             queued_s=vehicle.queued_s,
             manoeuvre_s=vehicle.manoeuvre_s,
         )
-        self.run, self.gate.touched, self.gate.held_s = run, set(), 0.0
+        self.run = run
+        self.gate.begin_swap()
         self.store.begin_swap(run.swap_id, plate, run.started_at)
         self.trucks.served(plate, None)
         self.feed.vehicle_arrived(run)
