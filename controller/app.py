@@ -146,7 +146,7 @@ class Controller:
 
     def _bad_input(self, topic: str, reason: str, payload: bytes) -> None:
         log.warning("bad input on %s: %s", topic, reason)
-        self.station.error_event(
+        self.station.event(
             ErrorEvent(
                 ts=self.clock.now(),
                 station=self.config.station_id,

@@ -48,6 +48,13 @@ PROCEDURES: dict[str, str] = {
         "from the sensors: record what you find with set_location). Until the controller runs "
         "on a sound journal, ack, clear and reset keep this alarm and start is refused."
     ),
+    "recover the truck": (
+        "Send ack (this alarm) and clear (after an e-stop, release it on the relay first); "
+        "enter maintenance; check the bay and the plans (swapctl recover) and run one (swapctl "
+        "recover --plan finish|give-back --run), or finish by hand (manual; set_location); "
+        "then leave_maintenance and reset. A reset keeps this alarm, and start is refused, "
+        "until the bay is normal."
+    ),
     "recover again": (
         "Send ack (this alarm); stay in maintenance and run one of the new plans (swapctl "
         "recover), or finish by hand (manual; set_location for a pack whose place is unknown); "
@@ -124,6 +131,12 @@ ALARMS: dict[str, AlarmKind] = {
         "The controller restarted during a swap or a pack move; the text lists where the "
         "journal has every pack. Inspect the station.",
         "after a restart",
+    ),
+    "truck_stranded": AlarmKind(
+        _CRITICAL,
+        "a swap was cut short with a truck in the bay and things out of their normal place",
+        "A truck is in the bay and the text lists what is not in its normal place.",
+        "recover the truck",
     ),
     "inventory_mismatch": AlarmKind(
         _ERROR,

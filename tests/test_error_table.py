@@ -52,6 +52,7 @@ CONDITIONS = {
     "pack_location_unknown",
     "journal_damaged",
     "recovery_failed",
+    "truck_stranded",
 }
 
 #: One error of every kind the controller raises, as it raises them.

@@ -81,7 +81,10 @@ async def test_a_cut_short_swap_is_recovered_with_the_proposed_plan_and_trading_
         assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
         # and trading goes on: the next truck is swapped in budget
         await ok(st, "leave_maintenance")
+        await ok(st, "ack", alarm_id="all")
         await ok(st, "reset")
+        active = {a.code for a in station.alarms.active()}
+        assert "truck_stranded" not in active, active  # the bay is normal: the reset retired it
         await ok(st, "start")
         await st.sim.arrive(1)
         nxt = await st.next_swap(60)
@@ -97,9 +100,16 @@ async def test_start_is_refused_while_a_truck_is_stranded_and_says_why(
     cfg = station_config(station_id, **far_deadlines())
     async with running_station(url, cfg) as st:
         await cut_short(st, "fetch", "estop")
+        [stranded] = [
+            a for a in st.controller.station.alarms.active() if a.code == "truck_stranded"
+        ]
+        assert "truck CQ-T0001 is clamped in the bay" in stranded.text
+        assert "swapctl recover" in stranded.hint
         await ok(st, "ack", alarm_id="all")
         await ok(st, "clear")
         await ok(st, "reset")
+        # the reset keeps it: the truck is still stranded
+        assert stranded.id in {a.id for a in st.controller.station.alarms.active()}
         reply = await st.command("start")
         assert not reply.ok
         assert "not normal: truck CQ-T0001 is clamped in the bay" in reply.error

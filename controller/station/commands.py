@@ -189,7 +189,7 @@ class CommandHandler:
         await self._station.publish(self._topics.reply, reply)
 
     def _error(self, topic: str, reason: str, payload: bytes) -> None:
-        self._station.error_event(
+        self._station.event(
             ErrorEvent(
                 ts=self._station.clock.now(),
                 station=self._station.config.station_id,

@@ -65,6 +65,19 @@ class GuidedRecovery:
         self.cut_short = None if record.result == "completed" else record
         self._verified = None
 
+    def after_halt(self, situation: BaySituation) -> None:
+        """A halt with a truck in the bay and things out of place leaves ``truck_stranded``,
+        naming them (the operator's way out: the plans, or by hand)."""
+        if situation.truck_in_bay and not situation.normal:
+            text = "swap cut short; not in its normal place: " + "; ".join(situation.not_normal)
+            self._alarms.raise_("truck_stranded", text[:1000])
+
+    @staticmethod
+    def standing(situation: BaySituation) -> frozenset[str]:
+        """``truck_stranded`` outlives a reset while a truck is in the bay, not normal."""
+        stranded = situation.truck_in_bay and not situation.normal
+        return frozenset({"truck_stranded"}) if stranded else frozenset()
+
     def proposal(self, situation: BaySituation) -> RecoveryProposal | None:
         """The plans out, when the bay is not normal and a truck is in it; None otherwise."""
         if situation.normal:

@@ -28,7 +28,6 @@ from controller.clock import Clock
 from controller.config import StationConfig
 from controller.contract import (
     AlarmInfo,
-    ErrorEvent,
     Mode,
     Phase,
     Status,
@@ -399,9 +398,6 @@ class Station:
         except SwapstationError as exc:
             log.warning("could not publish to %s: %s", topic, exc)
 
-    def error_event(self, event: ErrorEvent) -> None:
-        self.feed.event(event)
-
     def event(self, event: BaseModel) -> None:
         """Publish ``event`` on the events topic, in order, without waiting."""
         self.feed.event(event)
@@ -449,6 +445,7 @@ class Station:
         if unknown:
             text = f"location unknown for pack(s) {', '.join(unknown)}"
             self.alarms.raise_("pack_location_unknown", text)
+        self.guided.after_halt(self.bay.situation)
         if self.mode is Mode.aborting:
             await self.modes.fire("finish_abort")
 
@@ -469,7 +466,7 @@ class Station:
 
     def standing_alarms(self) -> frozenset[str]:
         """Alarm codes whose condition still holds: a reset must not retire them."""
-        return self.recovery.standing_alarms()
+        return self.recovery.standing_alarms() | self.guided.standing(self.bay.situation)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the station owns (stopped on shutdown)."""
