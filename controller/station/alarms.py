@@ -85,7 +85,8 @@ class AlarmBook:
         cleared = []
         for alarm_id, alarm in list(self.alarms.items()):
             if alarm.acknowledged and alarm.active and alarm.code not in keep:
-                self.alarms[alarm_id] = alarm.model_copy(update={"active": False})
+                # the journal keeps its history; memory keeps the active ones only (bounded)
+                del self.alarms[alarm_id]
                 self._journal.clear_alarm(alarm_id, self._clock.now())
                 cleared.append(alarm_id)
         self._on_change()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: Real seconds to let drivers' states catch up before an interlock counts as open.
 STATE_SETTLE_S = 1.0
+
+
+#: The latest retries kept in memory (a long-running controller retries for ever).
+RETRIES_KEPT = 1000
 
 
 class Halted(Exception):
@@ -65,7 +70,7 @@ class MotionGate:
         self._settle_s = settle_s
         self._steps = dict(steps or {})
         #: (device, action, error code) of every retry, for reports and tests.
-        self.retries: list[tuple[str, str, str]] = []
+        self.retries: deque[tuple[str, str, str]] = deque(maxlen=RETRIES_KEPT)
         self._mode_changed = Changes()
         #: Devices commanded since the swap began (told to stop if it fails); the gate's own.
         self.touched: set[str] = set()
