@@ -186,9 +186,10 @@ ALARMS: dict[str, AlarmKind] = {
     ),
     "sensor_mismatch": AlarmKind(
         _ERROR,
-        "a driver said done and its own state did not show it",
-        "The {device} reported {action} done but its sensors disagree (see the text): inspect "
-        "the {device} and its sensors before trusting it again.",
+        "a driver said done and its own state (or, for a pack move, the pack sensors) did not "
+        "show it",
+        "The {device} reported {action} done but the sensors disagree (the text says what they "
+        "show, and which pack): inspect the {device} and its sensors before trusting it again.",
     ),
     "bad_result": AlarmKind(
         _ERROR,
@@ -217,12 +218,6 @@ ALARMS: dict[str, AlarmKind] = {
         "verify reads another pack than the one inserted",
         "{device}.{action}: the BMS reports another pack than the one inserted: inspect the "
         "truck's pack and compare with the inventory.",
-    ),
-    "pack_lost": AlarmKind(
-        _CRITICAL,
-        "a pack move was reported done and the pack sensors disagree",
-        "The sensors do not show pack {pack} at {expected} (they report {seen}): inspect the "
-        "arm, the rack and the truck.",
     ),
     "phase_deadline": AlarmKind(
         _ERROR,
@@ -367,7 +362,7 @@ ERRORS: dict[str, ErrorKind] = {code: _from_driver(code) for code in DRIVER_ERRO
     "rack_full": _step("sequencer", False, _SAME + "full rack", "rack_full"),
     "empty_slot": _step("sequencer", False, _SAME + "empty slot", "empty_slot"),
     "wrong_pack": _step("sequencer", False, _SAME + "pack", "wrong_pack"),
-    "pack_lost": ErrorKind("sequencer", False, "it moves a pack: never retried", "pack_lost"),
+    "pack_lost": ErrorKind("sequencer", False, "it moves a pack: never retried", "sensor_mismatch"),
     "phase_deadline": ErrorKind("sequencer", False, "the phase's time is up", "phase_deadline"),
     "interlock_open": ErrorKind(
         "gate", False, "an open interlock is for an operator to close", "interlock_open"

@@ -90,19 +90,28 @@ class InterlockOpen(SwapstationError):
 
 
 class PackLost(SwapstationError):
-    """The sensors do not report a pack where a confirmed action should have put it."""
+    """A driver reported a pack move done and the pack sensors do not show the pack there: a
+    sensor mismatch on a pack (its place is whatever the sensors say, or unknown)."""
 
     code = "pack_lost"
 
-    def __init__(self, pack_id: str, expected: str, seen: str, detail: str = "") -> None:
+    def __init__(
+        self, pack_id: str, expected: str, seen: str, *, device: str = "arm", action: str
+    ) -> None:
         self.pack_id = pack_id
         self.expected = expected
         self.seen = seen
-        text = f"pack {pack_id}: expected at {expected}, sensors report {seen}"
-        super().__init__(f"{text} ({detail})" if detail else text)
+        self.device = device
+        self.action = action
+        super().__init__(
+            f"{device}.{action} reported done, but the sensors do not show pack {pack_id} at "
+            f"{expected} (they report {seen})"
+        )
 
     def fields(self) -> dict[str, str]:
-        return {"pack": self.pack_id, "expected": self.expected, "seen": self.seen}
+        # the pack, where it should be and where it is are in the text: the sensor_mismatch
+        # hint is shared with non-pack actions, so it names only the device and the action
+        return {"device": self.device, "action": self.action}
 
 
 class PhaseDeadlineExceeded(SwapstationError):

@@ -72,7 +72,7 @@ SAMPLES: list[BaseException] = [
     DeviceTimeout("rack", "dock", "no_ack", "not accepted within 3 s"),
     DeviceOffline("arm", "lift", "offline", "driver reports offline"),
     InterlockOpen("arm", "move", ["door not open: the arm would pass through it"]),
-    PackLost("P-1", "gripper", "unknown", "arm.lift reported done"),
+    PackLost("P-1", "gripper", "unknown", action="lift"),
     PhaseDeadlineExceeded("unlock", 20, ("bay.unlock",)),
     PhaseDeadlineExceeded("prepare", 30),
     StoreError("disk I/O error"),

@@ -118,3 +118,26 @@ async def test_start_is_refused_while_a_truck_is_stranded_and_says_why(
         await ok(st, "maintenance")
         refused = await st.command("recover", plan="finish", steps=1)
         assert refused.ok or "no finish plan" in (refused.error or "")
+
+
+async def test_a_lying_lift_is_a_sensor_mismatch_naming_device_action_and_pack(
+    embedded_broker: object, station_id: str
+) -> None:
+    """The arm answers done to lift without lifting: the alarm is sensor_mismatch, naming the
+    arm, the lift and the pack; the truck is left stranded and a plan gets it out."""
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    cfg = station_config(station_id, **far_deadlines())
+    async with running_station(url, cfg) as st:
+        st.sim.inject("arm.lift:lie")
+        await st.sim.arrive(1)
+        record = await st.next_swap(30)
+        assert record.result == "aborted", record
+        await until(lambda: not st.controller.station.halting, "the halt to finish")
+        codes = {a.code: a for a in st.controller.station.alarms.active()}
+        mismatch = codes["sensor_mismatch"]
+        assert "arm.lift reported done" in mismatch.text and "TP-00001" in mismatch.text
+        assert "The arm reported lift done" in mismatch.hint
+        assert "truck_stranded" in codes
+        await st.wait_world_settled()
+        assert compare_with_world(st.controller, dict(st.sim.world.locations)) == []
+        assert st.controller.station.status().recovery is not None

@@ -214,7 +214,7 @@ class SwapSequencer:
         )
         if not ok:
             seen = self._reported_place(pack_id)
-            raise PackLost(pack_id, expected, seen, f"arm.{action} reported done")
+            raise PackLost(pack_id, expected, seen, action=action)
 
     async def _carry(self, pack_id: str, step: Step, args: dict[str, Any]) -> None:
         """Move the arm with a pack in the gripper. If the move fails, or the gripper no longer
