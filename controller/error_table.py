@@ -48,6 +48,10 @@ PROCEDURES: dict[str, str] = {
         "from the sensors: record what you find with set_location). Until the controller runs "
         "on a sound journal, ack, clear and reset keep this alarm and start is refused."
     ),
+    "when the driver is back": (
+        "This alarm clears itself when the driver is online again; ack it to record that you "
+        "saw it. Then resume a held swap (resume is refused while a driver is offline)."
+    ),
     "recover the truck": (
         "Send ack (this alarm) and clear (after an e-stop, release it on the relay first); "
         "enter maintenance; check the bay and the plans (swapctl recover) and run one (swapctl "
@@ -131,6 +135,13 @@ ALARMS: dict[str, AlarmKind] = {
         "The controller restarted during a swap or a pack move; the text lists where the "
         "journal has every pack. Inspect the station.",
         "after a restart",
+    ),
+    "driver_offline": AlarmKind(
+        _ERROR,
+        "a driver that was online went offline (its last will, or its own offline)",
+        "The {device} driver is offline: restore it (power, network, its process). The station "
+        "moves nothing that needs it meanwhile and holds a swap under way.",
+        "when the driver is back",
     ),
     "truck_stranded": AlarmKind(
         _CRITICAL,

@@ -53,6 +53,7 @@ CONDITIONS = {
     "journal_damaged",
     "recovery_failed",
     "truck_stranded",
+    "driver_offline",
 }
 
 #: One error of every kind the controller raises, as it raises them.

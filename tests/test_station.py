@@ -15,6 +15,7 @@ from controller.clock import Clock
 from controller.console import OperatorClient
 from controller.contract import (
     SWAP_PHASES,
+    AlarmInfo,
     AlarmRaised,
     CommandHandled,
     ErrorEvent,
@@ -557,3 +558,26 @@ async def test_an_oversized_command_still_leaves_its_audit_event(
         [audit] = [e for e in await st.wait_events(CommandHandled) if e.id == reply.id]
         assert (audit.cmd, audit.ok) == ("ack", False)
         assert "omitted" in audit.args and len(audit.error or "") <= 1000
+
+
+async def test_a_driver_going_offline_is_an_alarm_that_clears_when_it_is_back(
+    embedded_broker: object, station_id: str
+) -> None:
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        station = st.controller.station
+
+        def offline_alarms() -> list[AlarmInfo]:
+            return [a for a in station.alarms.active() if a.code == "driver_offline"]
+
+        assert offline_alarms() == []  # nothing at start-up, when drivers come online
+        await st.sim.disconnect("door")
+        await until(offline_alarms, "a driver_offline alarm")
+        [alarm] = offline_alarms()
+        assert alarm.text == "door driver offline"
+        assert alarm.hint.startswith("The door driver is offline: restore it")
+        await st.sim.reconnect("door")
+        await until(lambda: not offline_alarms(), "the alarm cleared when the door is back")
+        [record] = [r for r in station.store.alarm_history() if r.info.id == alarm.id]
+        assert record.cleared_at is not None

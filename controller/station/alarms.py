@@ -92,6 +92,17 @@ class AlarmBook:
         self._on_change()
         return cleared
 
+    def clear_where(self, code: str, condition: Callable[[AlarmInfo], bool]) -> list[str]:
+        """Clear active alarms of ``code`` whose condition is gone (acknowledged or not: they
+        describe a state that no longer holds); returns their ids."""
+        gone = [a.id for a in self.alarms.values() if a.active and a.code == code and condition(a)]
+        for alarm_id in gone:
+            del self.alarms[alarm_id]
+            self._journal.clear_alarm(alarm_id, self._clock.now())
+        if gone:
+            self._on_change()
+        return gone
+
     def load(self, active: list[AlarmInfo], newest_id: str | None) -> None:
         """After a restart: the alarms still active in the store, without raising them again,
         and ids that continue after the newest ever raised (ids stay unique across restarts)."""

@@ -44,6 +44,7 @@ from controller.station.bay import BayWatch
 from controller.station.feed import StationFeed
 from controller.station.gate import Halted, MotionGate
 from controller.station.guided import GuidedRecovery
+from controller.station.liveness import Liveness
 from controller.station.machine import ModeMachine, PhaseMachine
 from controller.station.maintenance import HandMoves
 from controller.station.outbox import Outbox
@@ -159,7 +160,7 @@ class Station:
             "rack": self._on_rack,
             "bay": self._on_bay,
         }
-        self.bay = BayWatch(devices)
+        self.bay, self.liveness = BayWatch(devices), Liveness(self.alarms)
         self.guided = GuidedRecovery(
             devices=devices, rack=config.rack, store=self.store, alarms=self.alarms,
             hands=self.manual, history_changed=self.feed.history_changed,
@@ -233,6 +234,7 @@ class Station:
         react = self._reactions.get(device)
         if react is not None:
             react()
+        self.liveness.update(device, self.devices[device].online)
         if self.devices[device].online is False and self.mode is Mode.execute:
             self._pause(f"{device} driver offline")
         if self.bay.update():
