@@ -197,9 +197,15 @@ class PackLedger:
             seen = reported.get(pack_id)
             if seen != loc and not (loc.startswith("vehicle:") and seen is None):
                 out.append(f"pack {pack_id}: ledger says {loc}, drivers say {seen or 'nowhere'}")
+        here = self.in_station()
         for pack_id, loc in sorted(reported.items()):
             # A truck's own pack is unknown to the ledger until the swap identifies it.
-            if pack_id not in self.locations and not loc.startswith("vehicle:"):
+            if pack_id in here or loc.startswith("vehicle:"):
+                continue
+            if pack_id in self.locations:  # the journal has it gone with a truck
+                gone = self.locations[pack_id]
+                out.append(f"pack {pack_id}: drivers report it at {loc}, ledger says {gone}")
+            else:
                 out.append(f"pack {pack_id}: drivers report it at {loc}, ledger does not know it")
         return out
 
@@ -231,7 +237,15 @@ class PackLedger:
         places = self.reported_at(pack_id, rack, arm, vehicle)
         return places[0] if len(places) == 1 else UNKNOWN
 
-    def snapshot(self, station: str, vehicle_id: str | None) -> Inventory:
+    def snapshot(
+        self,
+        station: str,
+        vehicle_id: str | None,
+        sensors: tuple[RackState | None, ArmState | None, VehicleState | None] | None = None,
+    ) -> Inventory:
+        """The inventory as published; with ``sensors`` (no swap under way: mid-swap they lead
+        the ledger by a moment) it also says where the journal and the drivers disagree, so it
+        never claims a consistency it does not have."""
         slots = []
         for cfg in sorted(self._rack.slots, key=lambda s: s.slot):
             pack_id = self.at(slot_location(cfg.slot))
@@ -248,6 +262,8 @@ class PackLedger:
         gripper = self.at(GRIPPER)
         on_vehicle = self.at(vehicle_location(vehicle_id)) if vehicle_id else None
         problems = self.problems()
+        if sensors is not None and self.seeded:
+            problems += self.disagreements(*sensors)
         return Inventory(
             ts=self._clock.now(),
             station=station,

@@ -19,6 +19,7 @@ from simulator import persist
 from simulator.traffic import Traffic
 from simulator.world import Truck, World
 from tests.harness import running_station, station_config
+from tests.waits import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -106,3 +107,29 @@ def test_another_station_s_world_is_refused_naming_the_file(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="station-b") as refused:
         persist.restore(here, Traffic(mine, clock, here), path)
     assert str(path) in str(refused.value)
+
+
+async def test_a_fresh_world_against_an_old_journal_is_said_everywhere(
+    embedded_broker: object, station_id: str, tmp_path: Path
+) -> None:
+    """The issue's case: after a swap the simulator restarts with a fresh world while the
+    controller keeps its journal. The inventory is not 'consistent', it names the packs, an
+    inventory_mismatch alarm says so, and start is refused with the same reasons."""
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    cfg = station_config(station_id, database=str(tmp_path / "station.db"))
+    async with running_station(url, cfg) as st:
+        await st.sim.arrive(1)
+        assert (await st.next_swap(30)).result == "completed"
+        await st.wait_world_settled()
+    async with running_station(url, cfg, start=False) as st:  # no world file: a fresh world
+        station = st.controller.station
+        await until(
+            lambda: st.operator.inventory is not None and not st.operator.inventory.consistent,
+            "the published inventory says it is not consistent",
+        )
+        inventory = st.operator.inventory
+        assert inventory is not None
+        assert any("ledger says" in p for p in inventory.problems), inventory.problems
+        assert "inventory_mismatch" in {a.code for a in station.alarms.active()}
+        reply = await st.command("start")
+        assert not reply.ok and "ledger says" in (reply.error or "")

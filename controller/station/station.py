@@ -104,7 +104,9 @@ class Station:
             alarms=self.alarms.active,
             history=self.store.swaps,
             inventory=lambda: ledger.snapshot(
-                config.station_id, self.run.vehicle_id if self.run else None
+                config.station_id,
+                self.run.vehicle_id if self.run else None,
+                None if self.run or self.halting else (devices.rack, devices.arm, devices.vehicle),
             ),
         )
         self._sequencer = SwapSequencer(
@@ -249,7 +251,7 @@ class Station:
             self.spawn_halt(Mode.estopped, "e-stop pressed on the safety relay")
         elif safety.light_curtain_broken and self.mode is Mode.execute:
             self.reason = "light curtain broken"
-            self._spawn(self.modes.fire("hold"))
+            self.spawn(self.modes.fire("hold"))
 
     def _on_vehicle(self) -> None:
         if self.ledger.seeded:
@@ -267,7 +269,7 @@ class Station:
         ready = wanted is not None and self.ledger.choose_charged(wanted) is not None
         if ready and self.mode is Mode.suspended:
             self.reason = None
-            self._spawn(self.modes.fire("resume"))
+            self.spawn(self.modes.fire("resume"))
 
     def _on_bay(self) -> None:
         self.feed.status_changed()
@@ -283,7 +285,7 @@ class Station:
         """Something external is missing: hold a swap under way (the operator resumes it once
         it is safe), or suspend between swaps."""
         self.reason = reason
-        self._spawn(self.modes.fire("hold" if self.run is not None else "suspend"))
+        self.spawn(self.modes.fire("hold" if self.run is not None else "suspend"))
 
     async def change_mode(self, trigger: str, *, reason: str | None) -> None:
         """Fire ``trigger`` (an operator command's transition), with ``reason`` as why the
@@ -408,9 +410,9 @@ class Station:
     def spawn_halt(self, target: Mode, reason: str, *, error: BaseException | None = None) -> None:
         if self._halting is not None and not self._halting.done():
             if target is Mode.estopped:  # an e-stop overrides an abort under way
-                self._spawn(self._halt(target, reason, error))
+                self.spawn(self._halt(target, reason, error))
             return
-        self._halting = self._spawn(self._halt(target, reason, error))
+        self._halting = self.spawn(self._halt(target, reason, error))
 
     async def halt(self, target: Mode, reason: str) -> None:
         """Abort or e-stop now and return when the station is safe."""
@@ -470,10 +472,6 @@ class Station:
         """Alarm codes whose condition still holds: a reset must not retire them."""
         return self.recovery.standing_alarms() | self.guided.standing(self.bay.situation)
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task the station owns (stopped on shutdown)."""
-        return self._spawn(coro)
-
     async def make_safe(self, devices: set[str]) -> None:
         """Tell ``devices`` (those a failed swap touched) to stop: not a motion, always allowed."""
 
@@ -492,7 +490,8 @@ class Station:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the station owns (stopped on shutdown)."""
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
