@@ -25,7 +25,7 @@ from controller.contract import (
     decode,
 )
 from controller.error_table import ALARMS
-from tests.harness import far_deadlines, running_station, station_config
+from tests.harness import far_deadlines, raw_client, running_station, station_config
 from tests.waits import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -581,3 +581,27 @@ async def test_a_driver_going_offline_is_an_alarm_that_clears_when_it_is_back(
         await until(lambda: not offline_alarms(), "the alarm cleared when the door is back")
         [record] = [r for r in station.store.alarm_history() if r.info.id == alarm.id]
         assert record.cleared_at is not None
+
+
+async def test_a_cleared_driver_state_is_unknown_and_an_open_interlock(
+    embedded_broker: object, station_id: str
+) -> None:
+    """The arm's retained state is cleared (an empty payload): the controller no longer moves
+    on the last good state: a manual arm.move is refused, and the bay situation says unknown."""
+    cfg = station_config(station_id)
+    url = embedded_broker.url  # type: ignore[attr-defined]
+    async with running_station(url, cfg, start=False) as st:
+        station = st.controller.station
+        assert (await st.command("maintenance")).ok
+        clearer = await raw_client(url, f"{station_id}-clearer")
+        try:
+            await clearer.publish(Topics(station_id).driver_state("arm"), b"", retain=True)
+            await until(lambda: st.controller.devices.arm is None, "the arm's state cleared")
+        finally:
+            await clearer.stop()
+        reply = await st.command(
+            "manual", device="arm", action="move", args={"target": "slot", "slot": 7}
+        )
+        assert not reply.ok and "arm state unknown" in (reply.error or ""), reply
+        assert "arm" in station.bay.situation.unknown
+        assert not any(device == "arm" for _, device, _ in station.sent)

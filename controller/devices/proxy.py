@@ -116,7 +116,12 @@ class DeviceProxy:
 
     async def _on_state(self, topic: str, payload: bytes) -> None:
         if not payload:
-            return  # retained state cleared
+            # The retained state was cleared: the driver's state is unknown now, and unknown
+            # state is an open interlock (nothing moves on the last good state).
+            self.state = None
+            if self._on_change:
+                self._on_change(self.device)
+            return
         try:
             state = decode_as(DeviceStateAdapter, payload)
         except PayloadError as exc:
