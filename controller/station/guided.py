@@ -22,7 +22,7 @@ from controller.contract.bay import BaySituation, RecoveryPlan, RecoveryProposal
 from controller.devices import Devices
 from controller.errors import CommandRefused, SwapstationError
 from controller.station.alarms import AlarmBook
-from controller.station.recovery_plan import propose
+from controller.station.recovery_plan import no_plan, propose
 from controller.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class GuidedRecovery:
         d = self._devices
         if d.arm is None or d.bay is None or d.door is None or d.rack is None or d.vehicle is None:
             why = "the state of " + ", ".join(situation.unknown or ["a device"]) + " is unknown"
-            return RecoveryProposal(swap_id=swap_id, own_pack=own, unavailable=_both(why))
+            return RecoveryProposal(swap_id=swap_id, own_pack=own, unavailable=no_plan(why))
         plans, why_not = propose(
             arm=d.arm, bay=d.bay, door=d.door, rack=d.rack, vehicle=d.vehicle,
             rack_config=self._rack, own_pack=own,
@@ -147,7 +147,3 @@ class GuidedRecovery:
     def _own_pack(self) -> str | None:
         record = self.cut_short
         return record.pack_out.id if record is not None and record.pack_out else None
-
-
-def _both(why: str) -> dict[str, str]:
-    return {"finish": why, "give_back": why}

@@ -175,10 +175,10 @@ def propose(
     Needs every device's state: a plan from unknown state would be a guess.
     """
     if bay.vehicle is None:
-        return [], dict.fromkeys(("finish", "give_back"), "no truck in the bay")
+        return [], no_plan("no truck in the bay")
     if not vehicle.connected:
         why = "the vehicle link is down: nobody can see which pack the truck has"
-        return [], dict.fromkeys(("finish", "give_back"), why)
+        return [], no_plan(why)
     plans: list[RecoveryPlan] = []
     why_not: dict[str, str] = {}
     for name, make in (("finish", _finish), ("give_back", _give_back)):
@@ -191,6 +191,11 @@ def propose(
         except CannotPlan as exc:
             why_not[name] = str(exc)
     return plans, why_not
+
+
+def no_plan(why: str) -> dict[str, str]:
+    """Why there is neither plan (the ``unavailable`` of a proposal)."""
+    return dict.fromkeys(("finish", "give_back"), why)
 
 
 def _bench(
