@@ -101,6 +101,12 @@ class RackConfig(Strict):
     swappable_soc: float = Field(default=0.9, gt=0, le=1)
     pack_types: dict[Id, PackType] = Field(min_length=1)
     slots: list[SlotConfig] = Field(min_length=2)
+    grid_limit_kw: float | None = Field(
+        default=None,
+        gt=0,
+        description="The station's grid connection, shared by all chargers (null: no cap below"
+        " the sum of the chargers)",
+    )
 
     @model_validator(mode="after")
     def _slots_are_consistent(self) -> Self:

@@ -54,6 +54,7 @@ class PackInfo(Part):
     health: float = Field(default=1.0, ge=0.0, le=1.0, description="State of health, 0..1")
     temperature_c: float = Field(default=25.0, ge=-40.0, le=120.0)
     capacity_kwh: float = Field(gt=0.0, le=2000.0)
+    cycles: int = Field(default=0, ge=0, description="Full charge cycles so far (wear levelling)")
 
 
 class Severity(StrEnum):

@@ -9,7 +9,8 @@ A generated section is a region of a markdown file between two marker lines::
 whose content is what :data:`SECTIONS` ``[NAME]`` returns. ``make docs`` (``python -m
 controller.docgen``) rewrites every such region in README.md and docs/*.md; ``--check`` only
 says which files are stale. ``tests/test_docs.py`` fails when a doc is stale, so a doc cannot
-drift from the table it shows. Text outside the markers is the writer's own.
+drift from the table it shows. Text outside the markers is the writer's own, except JSON
+examples, which :mod:`controller.docgen.examples` keeps equal to the generated payloads.
 
 To generate another section: a function returning its markdown, one entry in :data:`SECTIONS`,
 and the two marker lines where it goes.
@@ -28,6 +29,7 @@ from controller.docgen.commands import (
     mode_diagram_block,
     operator_commands_table,
 )
+from controller.docgen.examples import refresh_json_examples
 from controller.docgen.faults import errors_section, interlocks_section
 from controller.docgen.phases import (
     phase_diagram_block,
@@ -82,7 +84,7 @@ def render(text: str, where: str = "text") -> str:
             raise DocError(f"{where}: unknown generated section {name!r} (known: {known})")
         return f"{match['begin']}{SECTIONS[name]().rstrip()}\n{match['end']}"
 
-    return _REGION.sub(fill, text)
+    return refresh_json_examples(_REGION.sub(fill, text))
 
 
 def stale(root: Path = ROOT) -> list[Path]:
