@@ -70,10 +70,10 @@ PROCEDURES: dict[str, str] = {
         "adopt): check the packs it names, then confirm it (swapctl reconcile --yes): each pack "
         "the sensors report at one place is journaled there with your name, one they see "
         "nowhere (not on the truck in the bay) as departed:unknown. This alarm then returns to "
-        "normal: send ack (this alarm). A pack reconcile leaves (ambiguous, or its place taken): inspect it, "
-        "enter maintenance, record it with set_location, leave_maintenance and reset. Aborted "
-        "or estopped: ack, clear and reset as well. start is refused until the journal agrees "
-        "with the sensors."
+        "normal: send ack (this alarm). A pack reconcile leaves (ambiguous, or its place "
+        "taken): inspect it, enter maintenance, record it with set_location, leave_maintenance "
+        "and reset. Aborted or estopped: ack, clear and reset as well. start is refused until "
+        "the journal agrees with the sensors."
     ),
     # The conditions that outlive a reset (Station.standing_alarms).
     "record the packs": (

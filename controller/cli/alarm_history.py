@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.cli.commands import connect
@@ -44,7 +44,10 @@ def from_db(db: Path, since: datetime, until: datetime | None, limit: int) -> Al
     if not db.is_file():
         raise ConfigError(str(db), "--db", "no such database file")
     with Store.open(db) as store:
-        return alarm_history(store, since, until or datetime.now(tz=UTC), limit=limit)
+        if until is None:  # to the end of the journal: station time may run ahead of ours
+            newest = [r.info.raised_at + timedelta(seconds=1) for r in store.alarm_history(1)]
+            until = max([datetime.now(tz=UTC), *newest])
+        return alarm_history(store, since, until, limit=limit)
 
 
 async def over_mqtt(
