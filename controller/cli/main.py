@@ -294,7 +294,8 @@ def alarms(
     """The alarm list (retained topic; shelved alarms apart), or acknowledge one with --ack, or
     with --history every alarm on the list between --since and --until: raised, acknowledged,
     shelved, cleared, and by whom (asked of the controller, or read from --db). Exit codes:
-    0 ok; 1 refused; 2 no reply / nothing published, no broker, bad config or database."""
+    0 ok; 1 the ack was refused (or the history query); 2 no reply / nothing published, no
+    broker, bad config or database."""
     log_to_stderr(verbose)
     cfg = station_config(config)
     if history or db is not None:
