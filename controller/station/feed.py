@@ -44,6 +44,7 @@ class StationFeed:
         topics: this station's topic names.
         clock: stamps every message.
         status, alarms, history, inventory: build the retained snapshots when they are stale
+            (``alarms()`` is the whole alarm list: the shelved ones are published apart)
             (``history(n)`` gives the last ``n`` swaps, newest first).
     """
 
