@@ -61,14 +61,14 @@ def _shown(st: StationUnderTest) -> tuple[list[str], list[str]]:
 async def test_a_shelved_alarm_is_hidden_then_comes_back_by_itself(
     mosquitto: Mosquitto, station_id: str
 ) -> None:
-    # 2 station minutes are 6 real seconds at 20x: long enough to see it shelved on a loaded
+    # 4 station minutes are 12 real seconds at 20x: long enough to see it shelved on a loaded
     # machine, short enough to wait for its return
     cfg = station_config(station_id, time_scale=20)
     async with running_station(mosquitto.url, cfg, start=False) as st:
         alarm = await _abort_alarm(st)
         async with operator(mosquitto.url, station_id, "li-wei") as op:
             reply = await op.command(
-                "shelve", {"alarm_id": alarm.id, "minutes": 2, "reason": "known, fixing it"}
+                "shelve", {"alarm_id": alarm.id, "minutes": 4, "reason": "known, fixing it"}
             )
         assert reply is not None and reply.ok, reply
         await until(lambda: _shown(st) == ([], [alarm.id]), "shelved: listed apart, not shown")
@@ -76,12 +76,12 @@ async def test_a_shelved_alarm_is_hidden_then_comes_back_by_itself(
         [shelved] = st.operator.alarms.shelved
         assert (shelved.shelved_by, shelved.shelve_reason) == ("li-wei", "known, fixing it")
         assert shelved.shelved_until is not None
-        assert shelved.shelved_until - st.clock.now() <= timedelta(minutes=2)
+        assert shelved.shelved_until - st.clock.now() <= timedelta(minutes=4)
         await until(
             lambda: st.operator.status is not None and st.operator.status.active_alarms == 0,
             "the status counts no annunciated alarm",
         )
-        await until(lambda: _shown(st) == ([alarm.id], []), "back by itself", timeout_s=40)
+        await until(lambda: _shown(st) == ([alarm.id], []), "back by itself", timeout_s=60)
         assert st.clock.now() >= shelved.shelved_until
         [record] = alarm_history(
             st.controller.store, alarm.raised_at, st.clock.now(), limit=10
@@ -168,7 +168,8 @@ async def test_alarm_history_by_time_range_over_mqtt_and_from_the_database(
         before = st.clock.now()
         alarm = await _abort_alarm(st)
         async with operator(mosquitto.url, station_id, "li-wei") as op:
-            args = {"alarm_id": alarm.id, "minutes": 30, "reason": "looking into it"}
+            # 600 station minutes: 3 real minutes at 200x, so the shelf outlasts the test
+            args = {"alarm_id": alarm.id, "minutes": 600, "reason": "looking into it"}
             assert (r := await op.command("shelve", args)) is not None and r.ok
             assert (r := await op.command("ack", {"alarm_id": alarm.id})) is not None and r.ok
             reply = await op.command("alarm_history", {"since": before.isoformat()})
@@ -259,3 +260,29 @@ def test_a_shelf_outlives_a_restart_and_acknowledging_a_returned_alarm_ends_it()
         assert again.acknowledge(rtn.id, by="wang-fang")
         assert rtn.id not in again.alarms  # returned to normal and acknowledged: normal
         assert not again.acknowledge(rtn.id, by="wang-fang")
+
+
+async def test_the_console_shows_shelved_alarms_apart_and_reconcile_s_preview(
+    mosquitto: Mosquitto, station_id: str
+) -> None:
+    from tests.test_console import console, press, ready_to_type, wait_screen
+
+    cfg = station_config(station_id, time_scale=20)
+    async with (
+        running_station(mosquitto.url, cfg, start=False) as st,
+        console(cfg, mosquitto.url, username="li-wei") as (app, pilot),
+    ):
+        alarm = await _abort_alarm(st)
+        await wait_screen(pilot, lambda s: f"{alarm.id} aborted" in s)
+        assert (await st.command("shelve", alarm_id=alarm.id, minutes=60, reason="checking")).ok
+        # apart, dimmed, with its time, who (no broker user here: -) and why
+        await wait_screen(
+            pilot, lambda s: "SHELVED" in s and f"{alarm.id} aborted" in s and "(by -:" in s
+        )
+        # Y: reconcile; an empty answer asks for the preview, whose lines go to the log
+        await press(pilot, "Y")
+        await wait_screen(pilot, lambda s: "adopt: all" in s and ready_to_type(app))
+        await press(pilot, "enter")
+        await wait_screen(pilot, lambda s: "Send reconcile?" in s)
+        await press(pilot, "y")
+        await wait_screen(pilot, lambda s: "nothing to reconcile" in s)
