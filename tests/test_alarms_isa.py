@@ -286,3 +286,29 @@ async def test_the_console_shows_shelved_alarms_apart_and_reconcile_s_preview(
         await wait_screen(pilot, lambda s: "Send reconcile?" in s)
         await press(pilot, "y")
         await wait_screen(pilot, lambda s: "nothing to reconcile" in s)
+
+
+def test_a_database_of_schema_1_is_migrated_and_keeps_its_alarms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A station's database outlives software versions: one written before shelving existed
+    gains the shelf columns and table, and its alarms read and shelve as any other."""
+    from controller.store import db
+    from controller.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    alarm = AlarmInfo(id="A00003", code="aborted", severity=Severity.error, text="old",
+                      raised_at=_at(0))  # fmt: skip
+    with monkeypatch.context() as old_software:
+        old_software.setattr(db, "MIGRATIONS", MIGRATIONS[:1])
+        old_software.setattr(db, "SCHEMA_VERSION", 1)
+        with Store.open(path) as store:
+            assert store.schema_version() == 1
+            store.raise_alarm(alarm)
+    with Store.open(path) as store:
+        assert store.schema_version() == MIGRATIONS[-1][0]
+        assert store.active_alarms() == [alarm]
+        assert store.shelve_alarm(alarm.id, _at(600), "li-wei", "after the upgrade", _at(1))
+        [o] = store.alarm_occurrences(_at(0), _at(10))
+        assert [(s.shelved_by, s.until) for s in o.shelves] == [("li-wei", _at(600))]
+        assert o.alarm.shelved_until == _at(600)
