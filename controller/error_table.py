@@ -49,8 +49,9 @@ PROCEDURES: dict[str, str] = {
         "on a sound journal, ack, clear and reset keep this alarm and start is refused."
     ),
     "when the driver is back": (
-        "This alarm clears itself when the driver is online again; ack it to record that you "
-        "saw it. Then resume a held swap (resume is refused while a driver is offline)."
+        "This alarm returns to normal by itself when the driver is online again, and leaves "
+        "the list once acknowledged: ack it (before or after) to record that you saw it. Then "
+        "resume a held swap (resume is refused while a driver is offline)."
     ),
     "recover the truck": (
         "Send ack (this alarm) and clear (after an e-stop, release it on the relay first); "
@@ -63,6 +64,16 @@ PROCEDURES: dict[str, str] = {
         "Send ack (this alarm); stay in maintenance and run one of the new plans (swapctl "
         "recover), or finish by hand (manual; set_location for a pack whose place is unknown); "
         "then leave_maintenance and reset."
+    ),
+    "reconcile the packs": (
+        "Preview what reconcile would change (swapctl reconcile; the reconcile command without "
+        "adopt): check the packs it names, then confirm it (swapctl reconcile --yes): each pack "
+        "the sensors report at one place is journaled there with your name, one they see "
+        "nowhere (not on the truck in the bay) as departed:unknown. This alarm then returns to "
+        "normal: send ack (this alarm). A pack reconcile leaves (ambiguous, or its place "
+        "taken): inspect it, enter maintenance, record it with set_location, leave_maintenance "
+        "and reset. Aborted or estopped: ack, clear and reset as well. start is refused until "
+        "the journal agrees with the sensors."
     ),
     # The conditions that outlive a reset (Station.standing_alarms).
     "record the packs": (
@@ -152,8 +163,8 @@ ALARMS: dict[str, AlarmKind] = {
     "inventory_mismatch": AlarmKind(
         _ERROR,
         "the journal and the drivers' sensors disagree about where a pack is",
-        "Inspect the packs named in the text.",
-        "record the packs",
+        "The journal and the sensors disagree about the packs named in the text.",
+        "reconcile the packs",
     ),
     "recovery_failed": AlarmKind(
         _ERROR,

@@ -142,6 +142,7 @@ def test_every_console_action_is_an_operator_command_and_every_command_has_a_key
         "manual",
         "set_location",
         "recover",
+        "reconcile",
     }
     # a number is sent as one; an optional argument left empty is left out
     assert parse_args(BY_CMD["recover"], {"plan": "finish", "steps": "2"}) == {

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 from typer.main import get_command
 
-from controller.cli import commands
+from controller.cli import alarm_history, commands
 from controller.cli.options import (
     AsJson,
     BrokerUrl,
@@ -38,6 +38,7 @@ from controller.cli.options import (
     log_to_stderr,
     station_config,
 )
+from controller.cli.reconcile import reconcile as reconcile_cmd
 from controller.cli.recover import recover as recover_cmd
 from controller.contract.export import export_contract
 from controller.errors import BusError, ConfigError, SwapstationError
@@ -267,13 +268,22 @@ def _show(
     )
 
 
-@app.command(short_help="active alarms; --ack ID (or all) acknowledges")
+@app.command(short_help="the alarm list; --ack ID (or all); --history --since T [--db FILE]")
 def alarms(
     *,
     ack: Annotated[
         str | None,
         typer.Option("--ack", metavar="ALARM_ID", help="acknowledge (or 'all')"),
     ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="every alarm between --since and --until")
+    ] = False,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date or time (UTC)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date/time; default now")] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="read the history from this station database")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 200,
     station: StationId = None,
     as_json: AsJson = False,
     timeout: Timeout = 3.0,
@@ -281,10 +291,21 @@ def alarms(
     broker: BrokerUrl = None,
     verbose: Verbosity = 0,
 ) -> int:
-    """Active alarms (retained topic), or acknowledge one with --ack. Exit codes: 0 ok; 1 the
-    ack was refused; 2 no reply / nothing published, no broker, bad config."""
+    """The alarm list (retained topic; shelved alarms apart), or acknowledge one with --ack, or
+    with --history every alarm on the list between --since and --until: raised, acknowledged,
+    shelved, cleared, and by whom (asked of the controller, or read from --db). Exit codes:
+    0 ok; 1 the ack was refused (or the history query); 2 no reply / nothing published, no
+    broker, bad config or database."""
     log_to_stderr(verbose)
     cfg = station_config(config)
+    if history or db is not None:
+        start, end = alarm_history.time_range(since, until)
+        if db is not None:
+            return alarm_history.show(alarm_history.from_db(db, start, end, limit), as_json=as_json)
+        op = commands.operator_client(cfg, broker_url(broker, cfg), station or cfg.station_id)
+        return _run(
+            alarm_history.over_mqtt(op, start, end, limit, timeout_s=timeout, as_json=as_json)
+        )
     return _run(
         commands.alarms(
             cfg,
@@ -386,6 +407,31 @@ def recover(
             op, plan=plan, run=run, step=step, as_json=as_json, timeout_s=timeout, confirm=confirm
         )
     )
+
+
+@app.command(short_help="the journal against the sensors: preview, confirm, journal")
+def reconcile(
+    *,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    station: StationId = None,
+    as_json: AsJson = False,
+    timeout: Timeout = 5.0,
+    config: ConfigFile = None,
+    broker: BrokerUrl = None,
+    verbose: Verbosity = 0,
+) -> int:
+    """What reconcile would change where the journal and the sensors disagree (each pack:
+    journal place -> sensors' place), then, confirmed, journal it under your broker user.
+    Exit codes: 0 nothing to do, or done and consistent; 1 refused, not confirmed, or packs
+    left to inspect; 2 no reply, no broker, bad config."""
+    log_to_stderr(verbose)
+    cfg = station_config(config)
+    op = commands.operator_client(cfg, broker_url(broker, cfg), station or cfg.station_id)
+
+    def confirm(question: str) -> bool:
+        return yes or typer.confirm(question, default=False)
+
+    return _run(reconcile_cmd(op, as_json=as_json, timeout_s=timeout, confirm=confirm))
 
 
 @contract_app.command("export", short_help="write JSON Schemas and an AsyncAPI document")

@@ -24,6 +24,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from controller.console.results import result_lines
 from controller.contract import (
     SWAP_PHASES,
     AlarmRaised,
@@ -249,6 +250,8 @@ class ConsoleModel:
         mode = f" (mode now {reply.mode.value})" if reply.mode else ""
         if reply.ok:
             self.note("ok", f"{cmd} ok{mode}")
+            for line in result_lines(cmd, reply.result):
+                self.note("info", line)
         else:
             self.note("refused", f"{cmd} REFUSED: {reply.error}{mode}")
 

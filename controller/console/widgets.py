@@ -332,6 +332,9 @@ class LivenessPanel(Panelled):
 
 
 class AlarmsPanel(Panelled):
+    """The alarm list as ISA-18.2 has it: active (acknowledged or not), returned to normal
+    but not yet acknowledged (``RTN``), and the shelved ones apart, dimmed, with their time."""
+
     TITLE = "alarms"
 
     def draw(self, model: ConsoleModel) -> None:
@@ -339,7 +342,7 @@ class AlarmsPanel(Panelled):
         fresh = freshness(model, item, from_controller=True)
         if self.unchanged(item, fresh):
             return
-        if item is None or not item.value.alarms:
+        if item is None or not (item.value.alarms or item.value.shelved):
             body: RenderableType = Text(
                 "no active alarms" if item else "no alarms received", "green" if item else "yellow"
             )
@@ -349,12 +352,21 @@ class AlarmsPanel(Panelled):
             table.add_column(ratio=1)
             for a in reversed(item.value.alarms):
                 sev = Text(a.severity.value.upper(), SEVERITY_STYLE.get(a.severity, "red"))
+                if not a.active:
+                    sev.append(" RTN", "green")
                 if a.acknowledged:
                     sev.append(" ack", "dim")
                 what = Text(f"{a.id} {a.code}: {a.text}")
                 if a.hint:
                     what.append(f"\n-> {a.hint}", "italic cyan")
                 table.add_row(sev, what)
+            for a in item.value.shelved:
+                until = a.shelved_until.strftime("%H:%M") if a.shelved_until else "?"
+                table.add_row(
+                    Text(f"SHELVED {until}", "dim magenta"),
+                    Text(f"{a.id} {a.code}: {a.text} (by {a.shelved_by or '-'}: "
+                         f"{a.shelve_reason or ''})", "dim"),
+                )  # fmt: skip
             body = table
         self.show(body, fresh)
 

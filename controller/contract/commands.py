@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -45,7 +46,9 @@ class NoArgs(CommandArgs):
 
 
 class AckArgs(CommandArgs):
-    alarm_id: str = Field(description="the id of an active alarm, or `all` for every one")
+    alarm_id: str = Field(
+        description="the id of an alarm on the list, or `all` for every one not shelved"
+    )
 
 
 class ManualArgs(CommandArgs):
@@ -77,6 +80,59 @@ class RecoverArgs(CommandArgs):
     steps: int | None = Field(
         default=None, ge=1, description="how many of the plan's next steps to run (all: null)"
     )
+
+
+class ReconcileArgs(CommandArgs):
+    adopt: str | None = Field(
+        default=None,
+        description="`all`, or the pack ids (comma-separated) whose changes to make, as the "
+        "preview listed them; left out: the preview only, nothing changes",
+    )
+
+    def chosen(self) -> frozenset[str] | None:
+        """The pack ids to reconcile (None: every one)."""
+        if self.adopt is None or self.adopt.strip() == "all":
+            return None
+        return frozenset(p.strip() for p in self.adopt.split(",") if p.strip())
+
+
+#: Longest shelf: a shelved alarm is back by the next shift at the latest (ISA-18.2 wants a
+#: time limit on every shelving).
+MAX_SHELVE_MINUTES = 12 * 60
+
+
+class ShelveArgs(CommandArgs):
+    alarm_id: str = Field(description="the id of an alarm on the list")
+    minutes: float = Field(
+        gt=0, le=MAX_SHELVE_MINUTES, description=f"how long, at most {MAX_SHELVE_MINUTES}"
+    )
+    reason: str = Field(min_length=3, max_length=500, description="why (journaled)")
+
+
+class UnshelveArgs(CommandArgs):
+    alarm_id: str = Field(description="the id of a shelved alarm")
+
+
+class AlarmHistoryArgs(CommandArgs):
+    since: str = Field(description="ISO 8601 time or date (UTC unless it says otherwise)")
+    until: str | None = Field(default=None, description="ISO 8601 time or date; default: now")
+    limit: int = Field(default=200, ge=1, le=1000, description="at most this many occurrences")
+
+    @model_validator(mode="after")
+    def _times(self) -> AlarmHistoryArgs:
+        since = parse_time(self.since, "since")
+        if self.until is not None and parse_time(self.until, "until") <= since:
+            raise ValueError("argument 'until': must be after since")
+        return self
+
+
+def parse_time(text: str, name: str) -> datetime:
+    """``text`` (ISO 8601 date or time) as an aware datetime, UTC unless it names a zone."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"argument {name!r}: not an ISO 8601 time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class InvalidArguments(ValueError):
@@ -257,7 +313,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "ack",
-        "acknowledge one active alarm, or every one (all); the sender is recorded",
+        "acknowledge an alarm on the list, or every one shown (all); one that returned to "
+        "normal then leaves the list; the sender is recorded",
         valid_in=ANY_MODE,
         args=AckArgs,
         console=ConsoleKey("k", "Ack", (PromptField("alarm_id", "alarm id (or all)", "all"),)),
@@ -319,6 +376,59 @@ COMMANDS: tuple[CommandSpec, ...] = (
             (
                 PromptField("plan", "plan (finish, give_back)"),
                 PromptField("steps", "how many steps (empty: all)"),
+            ),
+        ),
+    ),
+    # ---- the journal against the sensors; alarms as ISA-18.2 has them ----------------------
+    CommandSpec(
+        "reconcile",
+        "adopt the sensors' places for packs the journal has elsewhere; without adopt: the "
+        "preview only",
+        valid_in=(Mode.idle, Mode.stopped, Mode.aborted, Mode.maintenance),
+        args=ReconcileArgs,
+        precondition=Precondition(
+            "sensors_settled",
+            "no swap or halt under way; the rack, arm and vehicle drivers online and reported",
+        ),
+        destructive=True,
+        console=ConsoleKey(
+            "Y", "Reconcile", (PromptField("adopt", "adopt: all, or pack ids (empty: preview)"),)
+        ),
+    ),
+    CommandSpec(
+        "shelve",
+        "hide an alarm from the annunciation for a while, with a reason; it comes back by itself",
+        valid_in=ANY_MODE,
+        args=ShelveArgs,
+        console=ConsoleKey(
+            "z",
+            "Shelve",
+            (
+                PromptField("alarm_id", "alarm id"),
+                PromptField("minutes", "minutes", "60"),
+                PromptField("reason", "reason"),
+            ),
+        ),
+    ),
+    CommandSpec(
+        "unshelve",
+        "put a shelved alarm back on the annunciation now",
+        valid_in=ANY_MODE,
+        args=UnshelveArgs,
+        console=ConsoleKey("Z", "Unshelve", (PromptField("alarm_id", "alarm id"),)),
+    ),
+    CommandSpec(
+        "alarm_history",
+        "every alarm on the list between two times: raised, acknowledged, shelved, cleared",
+        valid_in=ANY_MODE,
+        args=AlarmHistoryArgs,
+        console=ConsoleKey(
+            "H",
+            "Alarm log",
+            (
+                PromptField("since", "since (ISO date or time, UTC)"),
+                PromptField("until", "until (empty: now)"),
+                PromptField("limit", "at most", "200"),
             ),
         ),
     ),

@@ -74,4 +74,19 @@ class AlarmInfo(Part):
     hint: str = Field(default="", max_length=1000)
     raised_at: AwareDatetime
     acknowledged: bool = False
-    active: bool = True
+    active: bool = Field(
+        default=True,
+        description="Its condition holds. False with acknowledged false: it returned to normal "
+        "before anyone acknowledged it (ISA-18.2 'RTN unacknowledged'); it stays listed until "
+        "acknowledged",
+    )
+    cleared_at: AwareDatetime | None = Field(
+        default=None, description="When its condition returned to normal"
+    )
+    shelved_until: AwareDatetime | None = Field(
+        default=None,
+        description="Shelved (hidden from the annunciation, listed apart) until then; it comes "
+        "back by itself at that time",
+    )
+    shelved_by: str | None = Field(default=None, max_length=64, description="Who shelved it")
+    shelve_reason: str | None = Field(default=None, max_length=500, description="Why")

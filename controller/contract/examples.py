@@ -49,6 +49,7 @@ from controller.contract.operator import (
     VehicleArrived,
 )
 from controller.contract.phases import Phase
+from controller.contract.results import ReconcileChange, ReconcileReport
 from controller.contract.topics import OFFLINE, ONLINE, Topics
 
 #: Name of the plain-text liveness message (``online`` / ``offline``), the one non-JSON payload.
@@ -123,6 +124,29 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
                     "slot 2 holds a pack that is not docked (not charging)"],
         normal=False,
     )
+    # The restart story of reconcile (docs/operations.md): the journal's view, the sensors'.
+    preview = ReconcileReport(applied=False, consistent_after=True, changes=[
+        ReconcileChange(pack_id="P-2291", ledger="departed:CQ-HT-0288", sensors=["slot:1"],
+                        action="adopt", to="slot:1", why="the journal had it gone"),
+        ReconcileChange(pack_id="TP-00417", ledger="slot:7", sensors=[], action="gone",
+                        to="departed:unknown",
+                        why="the sensors see it nowhere and it is not on the truck in the bay")])
+    shelved = alarm.model_copy(update={
+        "id": "A00009", "code": "driver_offline", "severity": Severity.error,
+        "text": "door driver offline",
+        "hint": "The door driver is offline: restore it (power, network, its process). The "
+                "station moves nothing that needs it meanwhile and holds a swap under way. This "
+                "alarm returns to normal by itself when the driver is online again, and leaves "
+                "the list once acknowledged: ack it (before or after) to record that you saw "
+                "it. Then resume a held swap (resume is refused while a driver is offline).",
+        "shelved_until": datetime(2025, 5, 12, 9, 31, 4, 250000, tzinfo=UTC),
+        "shelved_by": "operator", "shelve_reason": "door driver being replaced"})
+    rtn = shelved.model_copy(update={
+        "id": "A00008", "text": "arm driver offline",
+        "hint": (shelved.hint or "").replace("The door driver", "The arm driver"),
+        "active": False, "cleared_at": datetime(2025, 5, 12, 8, 33, 0, tzinfo=UTC),
+        "shelved_until": None, "shelved_by": None, "shelve_reason": None})
+    shelve_args = {"alarm_id": "A00009", "minutes": 60, "reason": "door driver being replaced"}
     return {
         "OperatorCommand": [OperatorCommand(id="op-7f3a", cmd="start", ts=ts),
                             OperatorCommand(id="op-7f3b", cmd="hold", ts=ts),
@@ -131,11 +155,17 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
                                             args={"device": "door", "action": "close",
                                                   "args": {}}),
                             OperatorCommand(id="op-7f3f", cmd="set_location", ts=ts,
-                                            args={"pack_id": "P-2291", "location": "slot:7"})],
+                                            args={"pack_id": "P-2291", "location": "slot:7"}),
+                            OperatorCommand(id="op-7f40", cmd="reconcile", ts=ts),
+                            OperatorCommand(id="op-7f41", cmd="reconcile", ts=ts,
+                                            args={"adopt": "P-2291,TP-00417"}),
+                            OperatorCommand(id="op-7f42", cmd="shelve", args=shelve_args, ts=ts)],
         "Reply": [Reply(id="op-7f3a", ok=True, cmd="start", mode=Mode.execute, ts=ts),
                   Reply(id="op-7f3c", ok=False, cmd="reset", mode=Mode.execute, ts=ts,
                         error="not valid in mode execute, only in stopped; valid now: hold, "
-                              "estop, abort, ack")],
+                              "estop, abort, ack"),
+                  Reply(id="op-7f40", ok=True, cmd="reconcile", mode=Mode.idle, ts=ts,
+                        result=preview.model_dump(mode="json"))],
         "Status": [Status(station=s, mode=Mode.execute, phase=Phase.stow, swap_id=swap_id,
                           vehicle_id=vehicle, elapsed_s=61.4, budget_s=180, phase_elapsed_s=9.2,
                           phase_deadline_s=50, queue_length=1, active_alarms=0,
@@ -145,6 +175,7 @@ def example_payloads(station: str = STATION) -> dict[str, list[BaseModel | str]]
                                 consistent=True, ts=ts)],
         "Alarms": [Alarms(station=s, alarms=[alarm.model_copy(update={"acknowledged": True})],
                           ts=ts),
+                   Alarms(station=s, alarms=[rtn], shelved=[shelved], ts=ts),
                    Alarms(station=s, alarms=[], ts=ts)],
         "History": [History(station=s, swaps=[aborted, record], ts=ts)],
         "PhaseChanged": [PhaseChanged(station=s, swap_id=swap_id, phase=Phase.stow,

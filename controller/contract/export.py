@@ -63,6 +63,7 @@ from controller.contract.operator import (
     SwapFinished,
     VehicleArrived,
 )
+from controller.contract.results import AlarmHistory, ReconcileReport
 from controller.contract.topics import DEVICES, OFFLINE, ONLINE, Topics
 
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
@@ -91,6 +92,9 @@ PAYLOADS: Final[dict[str, TypeAdapter[Any]]] = {
     "SimWorld": TypeAdapter(SimWorld),
     "IdentifyData": TypeAdapter(IdentifyData),
     "VerifyData": TypeAdapter(VerifyData),
+    # a Reply's ``result``: of reconcile, of alarm_history
+    "ReconcileReport": TypeAdapter(ReconcileReport),
+    "AlarmHistory": TypeAdapter(AlarmHistory),
 }
 
 #: AsyncAPI messages: name -> (payload model, summary). Events are one message per kind.
@@ -99,7 +103,7 @@ MESSAGES: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "Reply": (Reply, "Exactly one reply per operator command, echoing its id"),
     "Status": (Status, "Station mode, phase and swap progress"),
     "Inventory": (Inventory, "Every slot and pack the station knows of"),
-    "Alarms": (Alarms, "The station's active alarms, oldest first"),
+    "Alarms": (Alarms, "The alarm list, oldest first; shelved alarms apart"),
     "History": (History, "The most recent swap records, oldest first"),
     "PhaseChanged": (PhaseChanged, "The swap entered a phase (or left the last one)"),
     "ModeChanged": (ModeChanged, "The station changed mode"),
@@ -182,7 +186,7 @@ def channels() -> list[Channel]:
         c("events", t.events, "send", events,
           "Phases, modes, alarms, arrivals, swaps, handled commands, error events."),
         c("inventory", t.inventory, "send", ("Inventory",), "Every slot and pack, on change."),
-        c("alarms", t.alarms, "send", ("Alarms",), "Active alarms, on every change."),
+        c("alarms", t.alarms, "send", ("Alarms",), "The alarm list, on every change."),
         c("history", t.history, "send", ("History",), "The most recent swaps, after each swap."),
         c("controller", t.controller, "send", (LIVENESS,), "Controller liveness (last will)."),
         c("driverCmd", t.driver_cmd(d), "send", ("DriverCommand",), "Commands to a driver."),

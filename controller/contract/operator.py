@@ -49,6 +49,11 @@ class Reply(Message):
     error: str | None = None
     cmd: str | None = None
     mode: Mode | None = Field(default=None, description="Station mode after the command")
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="What a command that says more than ok found or did (reconcile: a "
+        "ReconcileReport; alarm_history: an AlarmHistory); not repeated for a repeated id",
+    )
 
 
 class Status(Message):
@@ -208,10 +213,14 @@ EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 class Alarms(Message):
-    """``swap/<station>/alarms`` (retained): active alarms, oldest first."""
+    """``swap/<station>/alarms`` (retained): the alarm list, oldest first: active alarms and
+    those that returned to normal unacknowledged (``active`` false); shelved ones apart."""
 
     station: str
     alarms: list[AlarmInfo]
+    shelved: list[AlarmInfo] = Field(
+        default_factory=list, description="Shelved alarms (not annunciated until unshelved)"
+    )
 
 
 class History(Message):

@@ -20,30 +20,40 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from controller.contract import Mode
 from controller.contract.commands import (
     COMMANDS,
     OPERATOR_COMMANDS,
     AckArgs,
+    AlarmHistoryArgs,
     ManualArgs,
     NoArgs,
+    ReconcileArgs,
     RecoverArgs,
     SetLocationArgs,
+    ShelveArgs,
+    UnshelveArgs,
+    parse_time,
 )
 from controller.errors import CommandRefused, SwapstationError
+from controller.station import reconcile
+from controller.station.alarms import alarm_history
 from controller.station.station import Station
 
 log = logging.getLogger(__name__)
 
-#: A command's work: (the station, its validated arguments, the broker user who sent it).
-Behaviour = Callable[[Station, Any, str | None], Awaitable[None]]
+#: A command's work: (the station, its validated arguments, the broker user who sent it); what
+#: it returns (None for most) is the reply's ``result``.
+Behaviour = Callable[[Station, Any, str | None], Awaitable[BaseModel | None]]
 #: Why a command may not run now, or None.
 Check = Callable[[Station], str | None]
 
 BEHAVIOURS: dict[str, Behaviour] = {}
 CHECKS: dict[str, Check] = {}
 
-_B = TypeVar("_B", bound=Callable[..., Awaitable[None]])
+_B = TypeVar("_B", bound=Callable[..., Awaitable[BaseModel | None]])
 _C = TypeVar("_C", bound=Check)
 
 
@@ -123,10 +133,10 @@ async def _reset(station: Station, _: NoArgs, sender: str | None) -> None:
 @behaviour("ack")
 async def _ack(station: Station, args: AckArgs, sender: str | None) -> None:
     alarms = station.alarms
-    ids = [a.id for a in alarms.active()] if args.alarm_id == "all" else [args.alarm_id]
+    ids = [a.id for a in alarms.annunciated()] if args.alarm_id == "all" else [args.alarm_id]
     for alarm_id in ids:
         if not alarms.acknowledge(alarm_id, by=sender):
-            raise CommandRefused("ack", f"no active alarm {alarm_id!r}")
+            raise CommandRefused("ack", f"no active alarm {alarm_id!r} on the list")
 
 
 # ---- maintenance -----------------------------------------------------------------------------
@@ -180,7 +190,61 @@ async def _set_location(station: Station, args: SetLocationArgs, sender: str | N
     station.inventory_changed()
 
 
+# ---- the journal against the sensors; alarms as ISA-18.2 has them ----------------------------
+
+
+def _sensors(station: Station) -> reconcile.Sensors:
+    d = station.devices
+    return d.rack, d.arm, d.vehicle
+
+
+@behaviour("reconcile")
+async def _reconcile(station: Station, args: ReconcileArgs, sender: str | None) -> BaseModel:
+    if args.adopt is None:
+        return reconcile.report(station.ledger, _sensors(station))
+    return reconcile.apply(
+        station.ledger,
+        _sensors(station),
+        station.alarms,
+        by=sender,
+        chosen=args.chosen(),
+        inventory_changed=station.inventory_changed,
+    )
+
+
+@behaviour("shelve")
+async def _shelve(station: Station, args: ShelveArgs, sender: str | None) -> None:
+    refusal = station.alarms.shelve(args.alarm_id, args.minutes, args.reason, by=sender)
+    if refusal:
+        raise CommandRefused("shelve", refusal)
+
+
+@behaviour("unshelve")
+async def _unshelve(station: Station, args: UnshelveArgs, sender: str | None) -> None:
+    if not station.alarms.unshelve(args.alarm_id, by=sender):
+        raise CommandRefused("unshelve", f"no shelved alarm {args.alarm_id!r}")
+
+
+@behaviour("alarm_history")
+async def _alarm_history(station: Station, args: AlarmHistoryArgs, sender: str | None) -> BaseModel:
+    since = parse_time(args.since, "since")
+    until = parse_time(args.until, "until") if args.until else station.clock.now()
+    return alarm_history(station.store, since, until, limit=args.limit)
+
+
 # ---- the preconditions the table names -------------------------------------------------------
+
+
+@check("sensors_settled")
+def _sensors_settled(station: Station) -> str | None:
+    if station.run is not None or station.halting:
+        return "a swap or a halt is under way; reconcile when the station is at rest"
+    missing = [d for d in ("rack", "arm", "vehicle") if station.devices[d].online is not True]
+    if missing or None in _sensors(station):
+        return f"driver(s) not online or not reported: {', '.join(missing) or 'rack/arm/vehicle'}"
+    if not station.ledger.seeded:
+        return "rack inventory not yet reported"
+    return None
 
 
 @check("ready_to_start")

@@ -18,6 +18,8 @@ import json
 import logging
 from typing import Any
 
+from pydantic import BaseModel
+
 from controller.aio import cancel_and_wait
 from controller.contract import (
     OPERATOR_COMMANDS,
@@ -159,8 +161,14 @@ class CommandHandler:
             )
             return
         try:
-            await self.execute(command.cmd, command.args, sender=self._sender(topic))
-            reply = Reply(id=command.id, ok=True, cmd=command.cmd, mode=station.mode)
+            result = await self.execute(command.cmd, command.args, sender=self._sender(topic))
+            reply = Reply(
+                id=command.id,
+                ok=True,
+                cmd=command.cmd,
+                mode=station.mode,
+                result=result.model_dump(mode="json") if result is not None else None,
+            )
         except CommandRefused as exc:
             reply = Reply(
                 id=command.id, ok=False, cmd=command.cmd, error=exc.reason, mode=station.mode
@@ -201,8 +209,11 @@ class CommandHandler:
         )
 
     # ---- the commands ----------------------------------------------------------------------
-    async def execute(self, cmd: str, args: dict[str, Any], *, sender: str | None = None) -> None:
-        """Carry out one command or raise :class:`CommandRefused` having changed nothing.
+    async def execute(
+        self, cmd: str, args: dict[str, Any], *, sender: str | None = None
+    ) -> BaseModel | None:
+        """Carry out one command or raise :class:`CommandRefused` having changed nothing; what
+        it returns (a query's answer) goes into the reply's ``result``.
 
         Everything but the command's own work comes from the command table: whether it exists,
         its arguments, the modes it is valid in and its precondition; then the behaviour
@@ -226,7 +237,7 @@ class CommandHandler:
         refusal = self._unmet(spec)
         if refusal:
             raise CommandRefused(cmd, refusal)
-        await BEHAVIOURS[cmd](self._station, parsed, sender)
+        return await BEHAVIOURS[cmd](self._station, parsed, sender)
 
     def valid_now(self) -> str:
         """The operator commands that would be carried out now (valid in this mode, their

@@ -44,6 +44,7 @@ class StationFeed:
         topics: this station's topic names.
         clock: stamps every message.
         status, alarms, history, inventory: build the retained snapshots when they are stale
+            (``alarms()`` is the whole alarm list: the shelved ones are published apart)
             (``history(n)`` gives the last ``n`` swaps, newest first).
     """
 
@@ -65,9 +66,7 @@ class StationFeed:
         #: When the last phase ended (monotonic), for ``previous_phase_s``.
         self._last_phase_end: float | None = None
         outbox.register_snapshot(topics.status, status)
-        outbox.register_snapshot(
-            topics.alarms, lambda: Alarms(ts=clock.now(), station=self._station, alarms=alarms())
-        )
+        outbox.register_snapshot(topics.alarms, lambda: _alarm_list(clock, self._station, alarms()))
         outbox.register_snapshot(
             topics.history,
             lambda: History(
@@ -151,3 +150,10 @@ class StationFeed:
         self.event(SwapFinished(ts=self._clock.now(), station=self._station, record=record))
         self.status_changed()
         self.inventory_changed()
+
+
+def _alarm_list(clock: Clock, station: str, listed: list[AlarmInfo]) -> Alarms:
+    """The alarm list as published: annunciated alarms, and the shelved ones apart."""
+    shown = [a for a in listed if a.shelved_until is None]
+    shelved = [a for a in listed if a.shelved_until is not None]
+    return Alarms(ts=clock.now(), station=station, alarms=shown, shelved=shelved)

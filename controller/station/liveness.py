@@ -2,7 +2,7 @@
 
 The station already refuses every motion that needs an offline driver and holds a swap until it
 is back; this makes the operator hear of it where alarms are looked at (the alarms topic, the
-console's alarm panel) with the driver named. The alarm clears itself when the driver is online
+console's alarm panel) with the driver named. The alarm returns to normal when the driver is online
 again (the journal records the clearing): it describes a condition, and the condition is gone.
 """
 

@@ -71,7 +71,8 @@ class JournalRecovery:
         store, ledger = self._store, self._ledger
         ledger.load(store.pack_locations())
         history = store.alarm_history(1)
-        self._alarms.load(store.active_alarms(), history[0].info.id if history else None)
+        listed = store.active_alarms(include_unacknowledged=True)
+        self._alarms.load(listed, history[0].info.id if history else None)
         damage = store.check_integrity()
         if damage:
             text = "the journal failed its start-up check: " + "; ".join(damage[:5])

@@ -94,14 +94,15 @@ class Station:
             devices=devices, clock=clock, mode=lambda: self.modes.mode, steps=config.swap.steps
         )
         self.alarms = AlarmBook(
-            clock, self._on_alarm, journal=ledger.journal, on_change=self.alarms_changed
-        )
+            clock, self._on_alarm, journal=ledger.journal, on_change=self.alarms_changed,
+            spawn=self.spawn,
+        )  # fmt: skip
         self.feed = StationFeed(
             outbox,
             self.topics,
             clock,
             status=self.status,
-            alarms=self.alarms.active,
+            alarms=self.alarms.listed,
             history=self.store.swaps,
             inventory=lambda: ledger.snapshot(
                 config.station_id,
@@ -196,7 +197,7 @@ class Station:
                 else None
             ),
             queue_length=bay.queue_length if bay else 0,
-            active_alarms=len(self.alarms.active()),
+            active_alarms=sum(a.active for a in self.alarms.annunciated()),
             swaps_completed=self.swaps_completed,
             time_scale=self.clock.time_scale,
             reason=self.reason,

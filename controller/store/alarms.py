@@ -1,4 +1,5 @@
-"""Alarms: raised, acknowledged by an operator (who and when), cleared; kept as history.
+"""Alarms: raised, acknowledged by an operator (who and when), shelved (who, why, until when),
+cleared; kept as history, readable by time range.
 
 An alarm id names a condition (e.g. ``recovery-needed``); each time it is raised after it
 cleared is a new occurrence row, so history keeps every occurrence and a re-raised condition is
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.contract import AlarmInfo, Severity
+from controller.contract.results import AlarmOccurrence, AlarmShelf
 from controller.store.db import Database, from_db, opt_from_db, to_db
 
 
@@ -36,6 +38,10 @@ def _info(row: sqlite3.Row) -> AlarmInfo:
         raised_at=from_db(row["raised_at"]),
         acknowledged=bool(row["acknowledged"]),
         active=bool(row["active"]),
+        cleared_at=opt_from_db(row["cleared_at"]),
+        shelved_until=opt_from_db(row["shelved_until"]),
+        shelved_by=row["shelved_by"],
+        shelve_reason=row["shelve_reason"],
     )
 
 
@@ -120,3 +126,95 @@ class AlarmsMixin:
         """Every alarm occurrence, newest first, with who acknowledged it and when."""
         rows = self._db.query("SELECT * FROM alarms ORDER BY seq DESC LIMIT ?", (limit,))
         return [_record(r) for r in rows]
+
+    # ---- shelving (ISA-18.2): the current shelf on the occurrence, every shelf in its table ----
+    def shelve_alarm(
+        self, alarm_id: str, until: datetime, by: str | None, reason: str, at: datetime
+    ) -> bool:
+        """Shelve the latest occurrence of ``alarm_id`` until ``until``; a shelf it is on
+        already ends now (replaced, by the same ``by``). False if there is no occurrence."""
+        with self._db.transaction("shelve_alarm") as c:
+            row = c.execute(
+                "SELECT max(seq) AS seq FROM alarms WHERE alarm_id = ?", (alarm_id,)
+            ).fetchone()
+            if row is None or row["seq"] is None:
+                return False
+            seq = row["seq"]
+            c.execute(
+                "UPDATE alarm_shelves SET unshelved_at = ?, unshelved_by = ?"
+                " WHERE alarm_seq = ? AND unshelved_at IS NULL",
+                (to_db(at), by, seq),
+            )
+            c.execute(
+                "INSERT INTO alarm_shelves (alarm_seq, shelved_at, shelved_by, reason, until)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (seq, to_db(at), by, reason, to_db(until)),
+            )
+            c.execute(
+                "UPDATE alarms SET shelved_until = ?, shelved_by = ?, shelve_reason = ?"
+                " WHERE seq = ?",
+                (to_db(until), by, reason, seq),
+            )
+            return True
+
+    def unshelve_alarm(self, alarm_id: str, by: str | None, at: datetime) -> bool:
+        """End the shelf of the latest occurrence of ``alarm_id`` (``by`` None: its time
+        ended). False if it was not shelved."""
+        with self._db.transaction("unshelve_alarm") as c:
+            cur = c.execute(
+                "UPDATE alarms SET shelved_until = NULL, shelved_by = NULL, shelve_reason = NULL"
+                " WHERE seq = (SELECT max(seq) FROM alarms WHERE alarm_id = ?)"
+                " AND shelved_until IS NOT NULL",
+                (alarm_id,),
+            )
+            if cur.rowcount != 1:
+                return False
+            c.execute(
+                "UPDATE alarm_shelves SET unshelved_at = ?, unshelved_by = ?"
+                " WHERE unshelved_at IS NULL"
+                " AND alarm_seq = (SELECT max(seq) FROM alarms WHERE alarm_id = ?)",
+                (to_db(at), by, alarm_id),
+            )
+            return True
+
+    def alarm_occurrences(
+        self, since: datetime, until: datetime, limit: int = 200
+    ) -> list[AlarmOccurrence]:
+        """The occurrences on the alarm list at some time in [since, until), oldest first (at
+        most ``limit``): raised before ``until``, and not already off the list (returned to
+        normal and acknowledged) before ``since``."""
+        rows = self._db.query(
+            "SELECT * FROM alarms WHERE raised_at < ?"
+            " AND NOT (active = 0 AND acknowledged = 1"
+            "          AND max(cleared_at, acknowledged_at) < ?)"
+            " ORDER BY raised_at, seq LIMIT ?",
+            (to_db(until), to_db(since), limit),
+        )
+        if not rows:
+            return []
+        seqs = [r["seq"] for r in rows]
+        shelves: dict[int, list[AlarmShelf]] = {}
+        marks = ",".join("?" * len(seqs))
+        for s in self._db.query(
+            f"SELECT * FROM alarm_shelves WHERE alarm_seq IN ({marks}) ORDER BY seq", tuple(seqs)
+        ):
+            shelves.setdefault(s["alarm_seq"], []).append(
+                AlarmShelf(
+                    shelved_at=from_db(s["shelved_at"]),
+                    shelved_by=s["shelved_by"],
+                    reason=s["reason"],
+                    until=from_db(s["until"]),
+                    unshelved_at=opt_from_db(s["unshelved_at"]),
+                    unshelved_by=s["unshelved_by"],
+                )
+            )
+        return [
+            AlarmOccurrence(
+                alarm=_info(r),
+                acknowledged_by=r["acknowledged_by"],
+                acknowledged_at=opt_from_db(r["acknowledged_at"]),
+                cleared_at=opt_from_db(r["cleared_at"]),
+                shelves=shelves.get(r["seq"], []),
+            )
+            for r in rows
+        ]

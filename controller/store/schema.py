@@ -122,6 +122,32 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             """,
         ),
     ),
+    (
+        2,
+        (
+            # ---- alarms as ISA-18.2 has them: shelving, and history by time ---------------
+            # The shelf an occurrence is on now (NULL: none), so a restart keeps it shelved...
+            "ALTER TABLE alarms ADD COLUMN shelved_until TEXT",
+            "ALTER TABLE alarms ADD COLUMN shelved_by TEXT",
+            "ALTER TABLE alarms ADD COLUMN shelve_reason TEXT",
+            # ...and every shelving ever, with who put it there and who (or the clock) ended it.
+            """
+            CREATE TABLE alarm_shelves (
+                seq           INTEGER PRIMARY KEY,
+                alarm_seq     INTEGER NOT NULL REFERENCES alarms(seq),
+                shelved_at    TEXT NOT NULL,
+                shelved_by    TEXT,
+                reason        TEXT NOT NULL,
+                until         TEXT NOT NULL,
+                unshelved_at  TEXT,
+                unshelved_by  TEXT
+            )
+            """,
+            "CREATE INDEX alarm_shelves_by_alarm ON alarm_shelves(alarm_seq, seq)",
+            # alarm history by date range reads occurrences raised before its end
+            "CREATE INDEX alarms_by_raised ON alarms(raised_at)",
+        ),
+    ),
 )
 
 #: The schema version this code writes and understands.
